@@ -1,0 +1,84 @@
+// Package metric holds the sample type that collectors produce and exporters encode.
+// It is a leaf: it imports nothing of picket, so every other package can import it.
+package metric
+
+import (
+	"math"
+	"time"
+)
+
+// Kind says how a sample's value behaves over time.
+type Kind uint8
+
+const (
+	// Gauge is a value that goes up and down (free memory, load average).
+	Gauge Kind = iota
+	// Counter is the kernel's own monotonic count, in base units. picket never turns it into
+	// a rate: rates are derived at query time.
+	Counter
+)
+
+// String returns "gauge" or "counter".
+func (k Kind) String() string {
+	if k == Counter {
+		return "counter"
+	}
+	return "gauge"
+}
+
+// Label names one instance of a collector's source: a CPU, an interface, a mount.
+type Label struct {
+	Key   string
+	Value string
+	// Named labels are written into a Graphite path as two nodes, the key then the value
+	// (oom.cgroup.<cgroup>.kills); other labels as their value alone (net.<iface>.rx_bytes).
+	Named bool
+}
+
+// Sample is one datapoint: <collector>.<labels…>.<field> = value.
+type Sample struct {
+	Collector string
+	Labels    []Label
+	Field     string
+	Value     float64
+	Kind      Kind
+}
+
+// Finite reports whether the value can be sent at all: NaN and ±Inf cannot.
+func (s *Sample) Finite() bool {
+	return !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0)
+}
+
+// Batch is everything collected in one tick. Every sample carries the tick's timestamp.
+type Batch struct {
+	Time    time.Time
+	Samples []Sample
+}
+
+// Sink receives the samples of one collector run. It is not safe for concurrent use: a
+// collector that reads sources in parallel gives each goroutine its own Sink and merges.
+type Sink struct {
+	collector string
+	samples   []Sample
+}
+
+// NewSink returns an empty Sink whose samples belong to collector.
+func NewSink(collector string) *Sink {
+	return &Sink{collector: collector}
+}
+
+// Counter adds a counter sample. labels is kept, not copied: a collector may share one
+// labels slice between all fields of an instance, but must not modify it afterwards.
+func (s *Sink) Counter(field string, v float64, labels ...Label) {
+	s.samples = append(s.samples, Sample{Collector: s.collector, Labels: labels, Field: field, Value: v, Kind: Counter})
+}
+
+// Gauge adds a gauge sample; labels as for Counter.
+func (s *Sink) Gauge(field string, v float64, labels ...Label) {
+	s.samples = append(s.samples, Sample{Collector: s.collector, Labels: labels, Field: field, Value: v, Kind: Gauge})
+}
+
+// Samples returns what was added so far.
+func (s *Sink) Samples() []Sample {
+	return s.samples
+}

@@ -1,0 +1,93 @@
+// Package collectors reads the kernel's state from procfs and sysfs and adds it to a
+// metric.Sink. Collectors know nothing of wire formats, delivery or scheduling: the agent
+// calls Collect once per tick, under a deadline, and ships whatever was added.
+package collectors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/picket-agent/picket/agent/metric"
+)
+
+// Collector reads one source.
+type Collector interface {
+	// Collect adds this tick's samples to s. The agent calls it once per tick, never twice
+	// at once, with ctx carrying the tick's deadline. Samples added before an error are
+	// kept and shipped; independent sub-sources are joined with errors.Join so one bad
+	// file does not hide the others. ErrNoData (wrapped) means the source does not exist
+	// on this host, which is not a failure.
+	Collect(ctx context.Context, s *metric.Sink) error
+}
+
+// ErrNoData means the collector's source is absent on this host (no /proc/pressure on an
+// old kernel, no conntrack module): the collector is reported down, once, not as failing.
+var ErrNoData = errors.New("source not present on this host")
+
+// Options are what every collector is built from. Patterns are Go regular expressions
+// matched against the whole name; an empty include matches everything.
+type Options struct {
+	Logger *slog.Logger
+	// ProcFS and SysFS are the roots read instead of /proc and /sys: a fixture tree in
+	// tests, the host's mounts from inside a container.
+	ProcFS string
+	SysFS  string
+
+	// PerCPU adds cpu.<n>.<mode> beside cpu.total.<mode>; off for very wide hosts.
+	PerCPU bool
+
+	DiskInclude string
+	DiskExclude string
+	NetInclude  string
+	NetExclude  string
+
+	FSMountExclude string
+	FSTypeExclude  string
+}
+
+// Series documents one family of series a collector emits: the README's metric reference
+// is generated from these, and the golden tests check every emitted sample against them.
+type Series struct {
+	// Path follows <prefix>.<host>.; a node in angle brackets stands for any one node
+	// (a label value, or a field named after the kernel's own name for it).
+	Path string
+	Kind metric.Kind
+	// Unit of the value: "seconds", "bytes", or "" for a plain count.
+	Unit string
+	Help string
+}
+
+// Factory builds one collector.
+type Factory struct {
+	Name string
+	// Default says whether the collector runs unless --no-collector.<name> is given.
+	Default bool
+	Help    string
+	Series  []Series
+	New     func(Options) (Collector, error)
+}
+
+// Default patterns, the same as the CLI's defaults. They leave out what node_exporter
+// leaves out: loop/ram devices and partitions, per-container virtual interfaces, pseudo
+// and container-layer filesystems.
+const (
+	DefaultDiskExclude    = `^(z?ram|loop|fd|sr|nbd)\d+$|^(h|s|v|xv)d[a-z]+\d+$|^nvme\d+n\d+p\d+$|^mmcblk\d+p\d+$`
+	DefaultNetExclude     = `^(veth|cali|lxc|vnet|tap|flannel|cni|kube-ipvs|cilium_|gke|vxlan)`
+	DefaultFSMountExclude = `^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)`
+	DefaultFSTypeExclude  = `^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|efivarfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs|ramfs|nfsd|fuse\.lxcfs)$`
+)
+
+// DefaultOptions returns the options picket runs with when nothing is configured.
+func DefaultOptions() Options {
+	return Options{
+		Logger:         slog.Default(),
+		ProcFS:         "/proc",
+		SysFS:          "/sys",
+		PerCPU:         true,
+		DiskExclude:    DefaultDiskExclude,
+		NetExclude:     DefaultNetExclude,
+		FSMountExclude: DefaultFSMountExclude,
+		FSTypeExclude:  DefaultFSTypeExclude,
+	}
+}

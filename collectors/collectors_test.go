@@ -1,0 +1,186 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/picket-agent/picket/agent/metric"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// testOptions are the defaults the CLI uses, rooted at a fixture case.
+func testOptions(root string) Options {
+	o := DefaultOptions()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.ProcFS = filepath.Join(root, "proc")
+	o.SysFS = filepath.Join(root, "sys")
+	return o
+}
+
+// nodes returns a sample's path after <prefix>.<host>., one element per node, unsanitized.
+func nodes(s metric.Sample) []string {
+	n := []string{s.Collector}
+	for _, l := range s.Labels {
+		if l.Named {
+			n = append(n, l.Key)
+		}
+		n = append(n, l.Value)
+	}
+	return append(n, s.Field)
+}
+
+// matches reports whether a sample fits a documented series.
+func matches(doc Series, s metric.Sample) bool {
+	if doc.Kind != s.Kind {
+		return false
+	}
+	want := strings.Split(doc.Path, ".")
+	got := nodes(s)
+	if len(want) != len(got) {
+		return false
+	}
+	for i, w := range want {
+		if strings.HasPrefix(w, "<") && strings.HasSuffix(w, ">") {
+			if got[i] == "" {
+				return false
+			}
+			continue
+		}
+		if w != got[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkDocumented fails the test for every sample that no Series of f describes, and
+// marks the series that were seen.
+func checkDocumented(t *testing.T, f Factory, samples []metric.Sample, seen map[string]bool) {
+	t.Helper()
+	for _, s := range samples {
+		ok := false
+		for _, doc := range f.Series {
+			if matches(doc, s) {
+				ok = true
+				if seen != nil {
+					seen[doc.Path] = true
+				}
+			}
+		}
+		if !ok {
+			t.Errorf("%s: sample %s (%s) matches no documented series", f.Name, strings.Join(nodes(s), "."), s.Kind)
+		}
+	}
+}
+
+// render is the golden form of one collection: one sample a line, sorted, then the error.
+func render(samples []metric.Sample, err error, root string) string {
+	lines := make([]string, 0, len(samples))
+	for _, s := range samples {
+		lines = append(lines, fmt.Sprintf("%s %s %s", strings.Join(nodes(s), "."), s.Kind, strconv.FormatFloat(s.Value, 'g', -1, 64)))
+	}
+	sort.Strings(lines)
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "error: %s\n", strings.ReplaceAll(err.Error(), root, "<root>"))
+	}
+	return b.String()
+}
+
+func collect(t *testing.T, f Factory, opts Options) ([]metric.Sample, error) {
+	t.Helper()
+	c, err := f.New(opts)
+	if err != nil {
+		t.Fatalf("%s: building: %v", f.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s := metric.NewSink(f.Name)
+	err = c.Collect(ctx, s)
+	return s.Samples(), err
+}
+
+// TestGolden runs every collector against each fixture tree under testdata/<name>/<case>/
+// and compares the result, errors included, with <case>/golden.txt.
+func TestGolden(t *testing.T) {
+	for _, f := range All {
+		cases, err := os.ReadDir(filepath.Join("testdata", f.Name))
+		if err != nil || len(cases) == 0 {
+			t.Errorf("%s: no fixture cases under testdata/%s", f.Name, f.Name)
+			continue
+		}
+		seen := map[string]bool{}
+		t.Run(f.Name, func(t *testing.T) {
+			for _, c := range cases {
+				if !c.IsDir() {
+					continue
+				}
+				root := filepath.Join("testdata", f.Name, c.Name())
+				t.Run(c.Name(), func(t *testing.T) {
+					samples, err := collect(t, f, testOptions(root))
+					checkDocumented(t, f, samples, seen)
+					got := render(samples, err, root)
+					golden := filepath.Join(root, "golden.txt")
+					if *update {
+						if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					want, err := os.ReadFile(golden)
+					if err != nil {
+						t.Fatalf("%v (run go test -update)", err)
+					}
+					if got != string(want) {
+						t.Errorf("%s differs from the golden file:\n--- got\n%s--- want\n%s", golden, got, want)
+					}
+				})
+			}
+		})
+		for _, doc := range f.Series {
+			if !seen[doc.Path] {
+				t.Errorf("%s: documented series %s is emitted by no fixture case", f.Name, doc.Path)
+			}
+		}
+	}
+}
+
+// TestHost runs every collector against this machine's /proc and /sys: each either works
+// or says its source is absent, and everything it emits is documented.
+func TestHost(t *testing.T) {
+	for _, f := range All {
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			opts := testOptions("/")
+			samples, err := collect(t, f, opts)
+			if err != nil && !errors.Is(err, ErrNoData) {
+				t.Errorf("%s on this host: %v", f.Name, err)
+			}
+			if err == nil && len(samples) == 0 {
+				t.Errorf("%s on this host: no samples and no error", f.Name)
+			}
+			checkDocumented(t, f, samples, nil)
+			for _, s := range samples {
+				if !s.Finite() || (s.Kind == metric.Counter && s.Value < 0) {
+					t.Errorf("%s: %s = %v", f.Name, strings.Join(nodes(s), "."), s.Value)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,21 @@
+package collectors
+
+// All is every collector picket has, sorted by name. Adding a collector: its file, its
+// fixtures under testdata/<name>/, and one line here.
+var All = []Factory{
+	{Name: "conntrack", Default: true, Help: "netfilter connection tracking table size", Series: conntrackSeries, New: newConntrack},
+	{Name: "cpu", Default: true, Help: "CPU time per mode from /proc/stat", Series: cpuSeries, New: newCPU},
+	{Name: "disk", Default: true, Help: "I/O of whole block devices from /proc/diskstats", Series: diskSeries, New: newDisk},
+	{Name: "filefd", Default: true, Help: "allocated file handles from /proc/sys/fs/file-nr", Series: filefdSeries, New: newFilefd},
+	{Name: "fs", Default: true, Help: "space and inodes of real filesystems (statfs)", Series: fsSeries, New: newFS},
+	{Name: "load", Default: true, Help: "load averages from /proc/loadavg", Series: loadSeries, New: newLoad},
+	{Name: "memory", Default: true, Help: "all of /proc/meminfo", Series: memorySeries, New: newMemory},
+	{Name: "net", Default: true, Help: "per-interface counters from /proc/net/dev", Series: netSeries, New: newNet},
+	{Name: "netstat", Default: true, Help: "protocol counters from /proc/net/snmp and /proc/net/netstat", Series: netstatSeries, New: newNetstat},
+	{Name: "pressure", Default: true, Help: "pressure stall time from /proc/pressure", Series: pressureSeries, New: newPressure},
+	{Name: "processes", Default: true, Help: "processes by state and threads", Series: processesSeries, New: newProcesses},
+	{Name: "sockstat", Default: true, Help: "sockets in use from /proc/net/sockstat", Series: sockstatSeries, New: newSockstat},
+	{Name: "stat", Default: true, Help: "context switches, forks, interrupts, procs, boot time from /proc/stat", Series: statSeries, New: newStat},
+	{Name: "uptime", Default: true, Help: "time since boot from /proc/uptime", Series: uptimeSeries, New: newUptime},
+	{Name: "vmstat", Default: true, Help: "all of /proc/vmstat", Series: vmstatSeries, New: newVmstat},
+}
