@@ -1,0 +1,298 @@
+// Package scheduler runs collectors on ticks aligned to wall-clock multiples of the
+// interval and hands each tick's batch to an Output.
+//
+// Its guarantees, which the rest of the agent relies on:
+//   - every sample of a tick carries the tick's timestamp, and tick timestamps strictly
+//     increase;
+//   - collectors run concurrently, each under a deadline shorter than the interval; one that
+//     misses it costs its own samples for that tick and nothing else;
+//   - a collector whose previous call has not returned (a statfs stuck in the kernel ignores
+//     its context) is not started again: at most one goroutine per collector is ever in
+//     flight, so a hung source cannot pile up goroutines;
+//   - a panicking or failing collector is recorded in picket.collector.<name>.* and logged
+//     once when it goes bad and once when it recovers;
+//   - a tick that would start late because the previous one overran is skipped and counted,
+//     never queued.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"runtime/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/collectors"
+)
+
+// Output receives the batches.
+type Output interface {
+	// Write ships one tick's batch. The scheduler calls it from one goroutine, once per
+	// tick, in tick order; it must not keep b.Samples after returning. An error is logged
+	// and the scheduler goes on with the next tick.
+	Write(ctx context.Context, b *metric.Batch) error
+}
+
+// Job is a named collector.
+type Job struct {
+	Name      string
+	Collector collectors.Collector
+}
+
+// Options configure a Scheduler.
+type Options struct {
+	Logger   *slog.Logger
+	Interval time.Duration
+	// Timeout is each collector's deadline within a tick; it must be shorter than Interval.
+	Timeout time.Duration
+	Jobs    []Job
+	Output  Output
+}
+
+// Scheduler runs jobs on aligned ticks. Create it with New.
+type Scheduler struct {
+	log      *slog.Logger
+	interval time.Duration
+	timeout  time.Duration
+	jobs     []*job
+	out      Output
+
+	ticks        uint64
+	ticksSkipped uint64
+	writeErrors  uint64
+	// nonFinite counts NaN and ±Inf samples left out: no wire format can carry them.
+	nonFinite uint64
+}
+
+// health is what the last tick said about a job; the log speaks only when it changes.
+type health uint8
+
+const (
+	healthy health = iota
+	failing
+	absent
+)
+
+type job struct {
+	name string
+	c    collectors.Collector
+	// running is set while a Collect call is in flight, which can outlast its tick.
+	running atomic.Bool
+	health  health
+	labels  []metric.Label
+	// skipped counts ticks this job sat out because its previous call had not returned.
+	skipped uint64
+	// timeouts counts calls that missed their deadline.
+	timeouts uint64
+}
+
+type result struct {
+	j        *job
+	samples  []metric.Sample
+	err      error
+	duration time.Duration
+}
+
+// New checks opts and returns a Scheduler.
+func New(opts Options) (*Scheduler, error) {
+	if opts.Interval <= 0 {
+		return nil, fmt.Errorf("interval must be positive, got %s", opts.Interval)
+	}
+	if opts.Timeout <= 0 || opts.Timeout >= opts.Interval {
+		return nil, fmt.Errorf("collector timeout %s must be positive and shorter than the interval %s", opts.Timeout, opts.Interval)
+	}
+	s := &Scheduler{log: opts.Logger, interval: opts.Interval, timeout: opts.Timeout, out: opts.Output}
+	for _, j := range opts.Jobs {
+		s.jobs = append(s.jobs, &job{
+			name:   j.Name,
+			c:      j.Collector,
+			labels: []metric.Label{{Key: "collector", Value: j.Name, Named: true}},
+		})
+	}
+	return s, nil
+}
+
+// Aligned returns the tick that t falls in: t rounded down to a multiple of interval since
+// the Unix epoch, so every host with the same interval ticks at the same instants.
+func Aligned(t time.Time, interval time.Duration) time.Time {
+	ns := t.UnixNano()
+	return time.Unix(0, ns-ns%int64(interval))
+}
+
+// Run ticks until ctx is done, then returns nil. The batch of a tick is written before the
+// next tick starts.
+func (s *Scheduler) Run(ctx context.Context) error {
+	var last time.Time
+	for {
+		now := time.Now()
+		next := Aligned(now, s.interval).Add(s.interval)
+		if !last.IsZero() {
+			// Skip, never queue: the ticks between last and next that we could not start on
+			// time are counted once here and left out.
+			if missed := next.Sub(last)/s.interval - 1; missed > 0 {
+				s.ticksSkipped += uint64(missed)
+				s.log.Warn("ticks skipped: the previous tick overran", "skipped", int64(missed), "interval", s.interval)
+			}
+		}
+		timer := time.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		b := s.Tick(ctx, next)
+		if err := s.out.Write(ctx, b); err != nil && ctx.Err() == nil {
+			s.writeErrors++
+			s.log.Error("writing batch", "err", err)
+		}
+		last = next
+	}
+}
+
+// Tick runs every job once for the tick at t and returns the batch: the samples of every
+// job that returned in time (a failed job's samples included: something is better than
+// nothing), followed by the scheduler's own picket.* samples.
+func (s *Scheduler) Tick(ctx context.Context, t time.Time) *metric.Batch {
+	s.ticks++
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+
+	// Buffered for every job, so a job that returns after we stopped waiting never blocks.
+	results := make(chan result, len(s.jobs))
+	pending := 0
+	var done []result
+	for _, j := range s.jobs {
+		if !j.running.CompareAndSwap(false, true) {
+			j.skipped++
+			done = append(done, result{j: j, err: errors.New("previous collection has not returned yet; skipped this tick")})
+			continue
+		}
+		pending++
+		go s.collect(ctx, j, results)
+	}
+
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+wait:
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			done = append(done, r)
+		case <-timer.C:
+			break wait
+		}
+	}
+	if pending > 0 {
+		// Whatever has not answered by now is late: drain what arrived meanwhile, and
+		// record the rest as timed out. Their goroutines finish on their own and clear
+		// running; their samples are dropped with the channel.
+		answered := map[*job]bool{}
+		for _, r := range done {
+			answered[r.j] = true
+		}
+	drain:
+		for {
+			select {
+			case r := <-results:
+				answered[r.j] = true
+				done = append(done, r)
+			default:
+				break drain
+			}
+		}
+		for _, j := range s.jobs {
+			if !answered[j] {
+				j.timeouts++
+				done = append(done, result{j: j, err: fmt.Errorf("no answer within %s", s.timeout), duration: s.timeout})
+			}
+		}
+	}
+
+	b := &metric.Batch{Time: t}
+	byJob := make(map[*job]result, len(done))
+	for _, r := range done {
+		byJob[r.j] = r
+	}
+	self := metric.NewSink("picket")
+	for _, j := range s.jobs {
+		r := byJob[j]
+		for _, smp := range r.samples {
+			if !smp.Finite() {
+				s.nonFinite++
+				continue
+			}
+			b.Samples = append(b.Samples, smp)
+		}
+		s.record(j, r, self)
+	}
+	self.Counter("ticks", float64(s.ticks), schedulerLabels...)
+	self.Counter("ticks_skipped", float64(s.ticksSkipped), schedulerLabels...)
+	self.Counter("write_errors", float64(s.writeErrors), schedulerLabels...)
+	self.Counter("nonfinite_dropped", float64(s.nonFinite), schedulerLabels...)
+	b.Samples = append(b.Samples, self.Samples()...)
+	return b
+}
+
+var schedulerLabels = []metric.Label{{Key: "component", Value: "scheduler"}}
+
+// collect runs one job, turning a panic into an error, and always clears running.
+func (s *Scheduler) collect(ctx context.Context, j *job, results chan<- result) {
+	defer j.running.Store(false)
+	sink := metric.NewSink(j.name)
+	start := time.Now()
+	var err error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+		}()
+		// The label lets a CPU or heap profile of the agent say which collector costs what.
+		pprof.Do(ctx, pprof.Labels("collector", j.name), func(ctx context.Context) {
+			err = j.c.Collect(ctx, sink)
+		})
+	}()
+	results <- result{j: j, samples: sink.Samples(), err: err, duration: time.Since(start)}
+}
+
+// record adds a job's self-metrics and logs a change of its health.
+func (s *Scheduler) record(j *job, r result, self *metric.Sink) {
+	h := healthy
+	switch {
+	case errors.Is(r.err, collectors.ErrNoData):
+		h = absent
+	case r.err != nil:
+		h = failing
+	}
+	success, up := 0.0, 1.0
+	if h == healthy {
+		success = 1
+	}
+	if h == absent {
+		up = 0
+	}
+	self.Gauge("duration_seconds", r.duration.Seconds(), j.labels...)
+	self.Gauge("success", success, j.labels...)
+	self.Gauge("up", up, j.labels...)
+	self.Counter("skipped", float64(j.skipped), j.labels...)
+	self.Counter("timeouts", float64(j.timeouts), j.labels...)
+
+	if h == j.health {
+		return
+	}
+	switch h {
+	case healthy:
+		s.log.Info("collector recovered", "collector", j.name)
+	case failing:
+		s.log.Warn("collector failing; other collectors go on", "collector", j.name, "err", r.err)
+	case absent:
+		s.log.Info("collector has nothing to read on this host", "collector", j.name, "reason", r.err)
+	}
+	j.health = h
+}

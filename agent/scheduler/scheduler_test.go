@@ -1,0 +1,257 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/collectors"
+)
+
+// fake is a collector whose behaviour a test sets per call.
+type fake struct {
+	calls atomic.Int32
+	fn    func(ctx context.Context, s *metric.Sink) error
+}
+
+func (f *fake) Collect(ctx context.Context, s *metric.Sink) error {
+	f.calls.Add(1)
+	return f.fn(ctx, s)
+}
+
+// safeBuffer is a log destination that the late goroutines of a test may still write to.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func newTestScheduler(t *testing.T, interval, timeout time.Duration, out Output, jobs ...Job) (*Scheduler, *safeBuffer) {
+	t.Helper()
+	logs := &safeBuffer{}
+	s, err := New(Options{
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Interval: interval,
+		Timeout:  timeout,
+		Jobs:     jobs,
+		Output:   out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, logs
+}
+
+// values maps a batch to "collector.labels.field" → value.
+func values(b *metric.Batch) map[string]float64 {
+	m := map[string]float64{}
+	for _, s := range b.Samples {
+		parts := []string{s.Collector}
+		for _, l := range s.Labels {
+			if l.Named {
+				parts = append(parts, l.Key)
+			}
+			parts = append(parts, l.Value)
+		}
+		m[strings.Join(append(parts, s.Field), ".")] = s.Value
+	}
+	return m
+}
+
+func TestTickIsolatesFailures(t *testing.T) {
+	release := make(chan struct{})
+	hung := &fake{fn: func(ctx context.Context, s *metric.Sink) error {
+		<-release // ignores ctx, as a statfs stuck in the kernel does
+		s.Gauge("late", 1)
+		return nil
+	}}
+	ok := &fake{fn: func(ctx context.Context, s *metric.Sink) error {
+		s.Counter("a", 1)
+		s.Gauge("nan", math.NaN())
+		return nil
+	}}
+	partial := &fake{fn: func(ctx context.Context, s *metric.Sink) error {
+		s.Counter("kept", 7)
+		return errors.New("reading /proc/x: truncated")
+	}}
+	panics := &fake{fn: func(ctx context.Context, s *metric.Sink) error {
+		var m map[string]int
+		m["boom"]++
+		return nil
+	}}
+	absent := &fake{fn: func(ctx context.Context, s *metric.Sink) error {
+		return fmt.Errorf("no /proc/pressure: %w", collectors.ErrNoData)
+	}}
+	s, logs := newTestScheduler(t, time.Second, 200*time.Millisecond, nil,
+		Job{"absent", absent}, Job{"hung", hung}, Job{"ok", ok}, Job{"panics", panics}, Job{"partial", partial})
+	ts := time.Unix(1700000000, 0)
+
+	v := values(s.Tick(context.Background(), ts))
+	want := map[string]float64{
+		"ok.a":                               1,
+		"partial.kept":                       7,
+		"picket.collector.ok.success":        1,
+		"picket.collector.ok.up":             1,
+		"picket.collector.partial.success":   0,
+		"picket.collector.panics.success":    0,
+		"picket.collector.hung.success":      0,
+		"picket.collector.hung.timeouts":     1,
+		"picket.collector.hung.skipped":      0,
+		"picket.collector.absent.success":    0,
+		"picket.collector.absent.up":         0,
+		"picket.scheduler.ticks":             1,
+		"picket.scheduler.nonfinite_dropped": 1,
+	}
+	for k, w := range want {
+		if got, found := v[k]; !found || got != w {
+			t.Errorf("tick 1: %s = %v (present %v), want %v", k, got, found, w)
+		}
+	}
+	if _, found := v["hung.late"]; found {
+		t.Error("a late collector's samples reached the batch")
+	}
+
+	// The hung call has not returned: the next tick must not start a second one.
+	v = values(s.Tick(context.Background(), ts.Add(time.Second)))
+	if n := hung.calls.Load(); n != 1 {
+		t.Errorf("hung collector called %d times while its first call hung, want 1", n)
+	}
+	if v["picket.collector.hung.skipped"] != 1 || v["picket.collector.ok.success"] != 1 {
+		t.Errorf("tick 2: skipped=%v ok.success=%v", v["picket.collector.hung.skipped"], v["picket.collector.ok.success"])
+	}
+
+	close(release)
+	for hung.calls.Load() == 1 {
+		v = values(s.Tick(context.Background(), ts.Add(2*time.Second)))
+	}
+	if v["picket.collector.hung.success"] != 1 || v["hung.late"] != 1 {
+		t.Errorf("after release: hung collector did not recover: %v", v)
+	}
+
+	l := logs.String()
+	for _, name := range []string{"partial", "panics", "hung"} {
+		if n := strings.Count(l, "collector failing; other collectors go on\" collector="+name); n != 1 {
+			t.Errorf("%s: %d 'failing' log lines, want exactly 1:\n%s", name, n, l)
+		}
+	}
+	if !strings.Contains(l, "assignment to entry in nil map") {
+		t.Errorf("the panic's message was not logged:\n%s", l)
+	}
+	if strings.Count(l, "collector recovered\" collector=hung") != 1 {
+		t.Errorf("no single recovery line for hung:\n%s", l)
+	}
+	if strings.Count(l, "nothing to read on this host\" collector=absent") != 1 {
+		t.Errorf("absent source not reported once:\n%s", l)
+	}
+}
+
+// recorder is an Output that keeps tick times and can stall.
+type recorder struct {
+	mu    sync.Mutex
+	times []time.Time
+	stall func(n int)
+}
+
+func (r *recorder) Write(ctx context.Context, b *metric.Batch) error {
+	r.mu.Lock()
+	r.times = append(r.times, b.Time)
+	n := len(r.times)
+	r.mu.Unlock()
+	if r.stall != nil {
+		r.stall(n)
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.times...)
+}
+
+func TestRunAlignsAndSkipsOverruns(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	rec := &recorder{stall: func(n int) {
+		if n == 2 {
+			// Overrun: the ticks that fall inside this stall must be skipped, not queued.
+			time.Sleep(3 * interval)
+		}
+	}}
+	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { s.Gauge("x", 1); return nil }}
+	s, _ := newTestScheduler(t, interval, interval/2, rec, Job{"c", c})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	for len(rec.snapshot()) < 5 {
+		time.Sleep(interval)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	times := rec.snapshot()
+	gap := false
+	for i, ts := range times {
+		if ts.UnixNano()%int64(interval) != 0 {
+			t.Errorf("tick %d at %v is not aligned to %v", i, ts, interval)
+		}
+		if i > 0 {
+			d := ts.Sub(times[i-1])
+			if d <= 0 {
+				t.Errorf("tick %d at %v does not follow %v", i, ts, times[i-1])
+			}
+			if d > interval {
+				gap = true
+			}
+		}
+	}
+	if !gap || s.ticksSkipped == 0 {
+		t.Errorf("an overrun of 3 intervals skipped nothing: times %v, skipped %d", times, s.ticksSkipped)
+	}
+}
+
+func TestNewRejectsBadTiming(t *testing.T) {
+	for _, tc := range []struct{ interval, timeout time.Duration }{
+		{0, time.Second}, {time.Second, 0}, {time.Second, time.Second}, {time.Second, 2 * time.Second},
+	} {
+		if _, err := New(Options{Interval: tc.interval, Timeout: tc.timeout}); err == nil {
+			t.Errorf("New(interval %v, timeout %v) = nil error", tc.interval, tc.timeout)
+		}
+	}
+}
+
+func TestAligned(t *testing.T) {
+	for _, tc := range []struct {
+		t        time.Time
+		interval time.Duration
+		want     time.Time
+	}{
+		{time.Unix(1700000009, 999), 10 * time.Second, time.Unix(1700000000, 0)},
+		{time.Unix(1700000010, 0), 10 * time.Second, time.Unix(1700000010, 0)},
+		{time.Unix(1700000006, 0), 7 * time.Second, time.Unix(1700000006-1700000006%7, 0)},
+	} {
+		if got := Aligned(tc.t, tc.interval); !got.Equal(tc.want) {
+			t.Errorf("Aligned(%v, %v) = %v, want %v", tc.t, tc.interval, got, tc.want)
+		}
+	}
+}
