@@ -1,0 +1,204 @@
+// Package graphite encodes samples as Graphite plaintext lines, in the classic dotted-path
+// form and in the tagged form. The encoders are pure appenders into a caller-owned buffer
+// and allocate nothing per datapoint.
+package graphite
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/picket-agent/picket/agent/metric"
+)
+
+// nodeByte is 1 for each byte that may appear in a path node or tag as is, 0 otherwise.
+var nodeByte = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
+// AppendNode appends s to dst as one path node: every character outside [A-Za-z0-9_-]
+// becomes '_', so "eth0.100" gives "eth0_100" and "/var/lib" gives "_var_lib".
+//
+// The rule works on characters, not bytes: a multi-byte UTF-8 character becomes a single
+// '_', so "café" gives "caf_" rather than "caf__" and the node length does not depend on
+// the encoding. A byte that is not valid UTF-8 becomes '_' on its own. An empty s gives "_",
+// so a path never has an empty node.
+func AppendNode(dst []byte, s string) []byte {
+	if isNode(s) {
+		return append(dst, s...)
+	}
+	return appendDirtyNode(dst, s)
+}
+
+// isNode reports whether s is a node already: not empty, and nothing to replace. Most
+// nodes (field names, interface names, the host) are, and then AppendNode copies them in
+// one append. The loop has no early exit, which keeps isNode small enough to inline;
+// nodes are short, so scanning to the end costs little.
+func isNode(s string) bool {
+	ok := uint8(1)
+	for i := 0; i < len(s); i++ {
+		ok &= nodeByte[s[i]]
+	}
+	return ok == 1 && s != ""
+}
+
+// appendDirtyNode is AppendNode for a string that needs changing.
+func appendDirtyNode(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, '_')
+	}
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && nodeByte[s[j]] == 1 {
+			j++
+		}
+		dst = append(dst, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		dst = append(dst, '_')
+		if s[j] < utf8.RuneSelf {
+			i = j + 1
+			continue
+		}
+		_, n := utf8.DecodeRuneInString(s[j:])
+		i = j + n
+	}
+	return dst
+}
+
+// appendPrefix appends the dot-separated prefix p, sanitizing each node and keeping the
+// dots, followed by a dot. An empty prefix appends nothing, so the path starts at the host.
+func appendPrefix(dst []byte, p string) []byte {
+	if p == "" {
+		return dst
+	}
+	if isPath(p) {
+		dst = append(dst, p...)
+		return append(dst, '.')
+	}
+	for {
+		i := strings.IndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		dst = AppendNode(dst, p[:i])
+		dst = append(dst, '.')
+		p = p[i+1:]
+	}
+	dst = AppendNode(dst, p)
+	return append(dst, '.')
+}
+
+// isPath reports whether p is a valid dotted path already: nodes that need no change,
+// none of them empty. The prefix is the same on every call, so this check is cheaper than
+// taking it apart node by node.
+func isPath(p string) bool {
+	dot := true // as if after a dot, so that a leading dot counts as an empty node
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '.':
+			if dot {
+				return false
+			}
+			dot = true
+		case nodeByte[p[i]] == 1:
+			dot = false
+		default:
+			return false
+		}
+	}
+	return !dot
+}
+
+// maxExactInt is 2^53: every integer of smaller magnitude is exactly representable as a
+// float64, so printing it as an integer loses nothing.
+const maxExactInt = 1 << 53
+
+// appendValue appends v in the shortest form that parses back to the same float64: an
+// integer where v is one (and negative zero as "0"), otherwise strconv's shortest 'g' form
+// ("0.25", "1.5e-07", "1e+21"), which carbon's float() and carbon-c-relay's strtod accept.
+func appendValue(dst []byte, v float64) []byte {
+	if v > -maxExactInt && v < maxExactInt && v == math.Trunc(v) {
+		return strconv.AppendInt(dst, int64(v), 10)
+	}
+	return strconv.AppendFloat(dst, v, 'g', -1, 64)
+}
+
+// AppendPlain appends s as one plaintext line to dst:
+//
+//	<prefix>.<host>.<collector>.<label nodes…>.<field> <value> <ts>\n
+//
+// ts is in Unix seconds. A Named label adds two nodes, its key then its value; any other
+// label adds its value alone. prefix may hold several dot-separated nodes
+// ("<api-key>.hosts"): each is sanitized and the dots are kept. Every other part is one
+// node, sanitized with AppendNode, so a host name "web1.example.com" becomes
+// "web1_example_com". An empty prefix is left out.
+//
+// A NaN or infinite value cannot be sent: AppendPlain then returns dst unchanged and false,
+// and the caller counts the datapoint as dropped.
+func AppendPlain(dst []byte, prefix, host string, s *metric.Sample, ts int64) ([]byte, bool) {
+	if !s.Finite() {
+		return dst, false
+	}
+	dst = appendPrefix(dst, prefix)
+	dst = AppendNode(dst, host)
+	dst = append(dst, '.')
+	dst = AppendNode(dst, s.Collector)
+	for i := range s.Labels {
+		l := &s.Labels[i]
+		dst = append(dst, '.')
+		if l.Named {
+			dst = AppendNode(dst, l.Key)
+			dst = append(dst, '.')
+		}
+		dst = AppendNode(dst, l.Value)
+	}
+	dst = append(dst, '.')
+	dst = AppendNode(dst, s.Field)
+	dst = append(dst, ' ')
+	dst = appendValue(dst, s.Value)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '\n'), true
+}
+
+// AppendTagged appends s as one line of Graphite's tagged plaintext form to dst:
+//
+//	<collector>.<field>;host=<host>;<key>=<value>… <value> <ts>\n
+//
+// The tags follow host in label order. Every label becomes a tag, Named or not: Named only
+// shapes the dotted path of AppendPlain. Tag keys and values are sanitized like path nodes,
+// which keeps out every character Graphite forbids in tags (';', '~', '!', '^', '=',
+// spaces) and never leaves a tag value empty. Label keys must not be "host" or "name":
+// Graphite keeps one value per tag key and reserves "name" for the path.
+//
+// NaN and infinite values are refused as in AppendPlain.
+func AppendTagged(dst []byte, host string, s *metric.Sample, ts int64) ([]byte, bool) {
+	if !s.Finite() {
+		return dst, false
+	}
+	dst = AppendNode(dst, s.Collector)
+	dst = append(dst, '.')
+	dst = AppendNode(dst, s.Field)
+	dst = append(dst, ";host="...)
+	dst = AppendNode(dst, host)
+	for i := range s.Labels {
+		l := &s.Labels[i]
+		dst = append(dst, ';')
+		dst = AppendNode(dst, l.Key)
+		dst = append(dst, '=')
+		dst = AppendNode(dst, l.Value)
+	}
+	dst = append(dst, ' ')
+	dst = appendValue(dst, s.Value)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '\n'), true
+}
