@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/picket-agent/picket/agent/metric"
 )
@@ -90,4 +91,42 @@ func DefaultOptions() Options {
 		FSMountExclude: DefaultFSMountExclude,
 		FSTypeExclude:  DefaultFSTypeExclude,
 	}
+}
+
+// Nodes returns a sample's Graphite path after <prefix>.<host>., one element per node,
+// before sanitizing.
+func Nodes(s *metric.Sample) []string {
+	n := make([]string, 0, 2+2*len(s.Labels))
+	n = append(n, s.Collector)
+	for _, l := range s.Labels {
+		if l.Named {
+			n = append(n, l.Key)
+		}
+		n = append(n, l.Value)
+	}
+	return append(n, s.Field)
+}
+
+// Matches reports whether sample s belongs to the documented series.
+func (doc Series) Matches(s *metric.Sample) bool {
+	if doc.Kind != s.Kind {
+		return false
+	}
+	want := strings.Split(doc.Path, ".")
+	got := Nodes(s)
+	if len(want) != len(got) {
+		return false
+	}
+	for i, w := range want {
+		if strings.HasPrefix(w, "<") && strings.HasSuffix(w, ">") {
+			if got[i] == "" {
+				return false
+			}
+			continue
+		}
+		if w != got[i] {
+			return false
+		}
+	}
+	return true
 }

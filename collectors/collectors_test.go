@@ -29,42 +29,6 @@ func testOptions(root string) Options {
 	return o
 }
 
-// nodes returns a sample's path after <prefix>.<host>., one element per node, unsanitized.
-func nodes(s metric.Sample) []string {
-	n := []string{s.Collector}
-	for _, l := range s.Labels {
-		if l.Named {
-			n = append(n, l.Key)
-		}
-		n = append(n, l.Value)
-	}
-	return append(n, s.Field)
-}
-
-// matches reports whether a sample fits a documented series.
-func matches(doc Series, s metric.Sample) bool {
-	if doc.Kind != s.Kind {
-		return false
-	}
-	want := strings.Split(doc.Path, ".")
-	got := nodes(s)
-	if len(want) != len(got) {
-		return false
-	}
-	for i, w := range want {
-		if strings.HasPrefix(w, "<") && strings.HasSuffix(w, ">") {
-			if got[i] == "" {
-				return false
-			}
-			continue
-		}
-		if w != got[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // checkDocumented fails the test for every sample that no Series of f describes, and
 // marks the series that were seen.
 func checkDocumented(t *testing.T, f Factory, samples []metric.Sample, seen map[string]bool) {
@@ -72,7 +36,7 @@ func checkDocumented(t *testing.T, f Factory, samples []metric.Sample, seen map[
 	for _, s := range samples {
 		ok := false
 		for _, doc := range f.Series {
-			if matches(doc, s) {
+			if doc.Matches(&s) {
 				ok = true
 				if seen != nil {
 					seen[doc.Path] = true
@@ -80,7 +44,7 @@ func checkDocumented(t *testing.T, f Factory, samples []metric.Sample, seen map[
 			}
 		}
 		if !ok {
-			t.Errorf("%s: sample %s (%s) matches no documented series", f.Name, strings.Join(nodes(s), "."), s.Kind)
+			t.Errorf("%s: sample %s (%s) matches no documented series", f.Name, strings.Join(Nodes(&s), "."), s.Kind)
 		}
 	}
 }
@@ -89,7 +53,7 @@ func checkDocumented(t *testing.T, f Factory, samples []metric.Sample, seen map[
 func render(samples []metric.Sample, err error, root string) string {
 	lines := make([]string, 0, len(samples))
 	for _, s := range samples {
-		lines = append(lines, fmt.Sprintf("%s %s %s", strings.Join(nodes(s), "."), s.Kind, strconv.FormatFloat(s.Value, 'g', -1, 64)))
+		lines = append(lines, fmt.Sprintf("%s %s %s", strings.Join(Nodes(&s), "."), s.Kind, strconv.FormatFloat(s.Value, 'g', -1, 64)))
 	}
 	sort.Strings(lines)
 	var b strings.Builder
@@ -178,7 +142,7 @@ func TestHost(t *testing.T) {
 			checkDocumented(t, f, samples, nil)
 			for _, s := range samples {
 				if !s.Finite() || (s.Kind == metric.Counter && s.Value < 0) {
-					t.Errorf("%s: %s = %v", f.Name, strings.Join(nodes(s), "."), s.Value)
+					t.Errorf("%s: %s = %v", f.Name, strings.Join(Nodes(&s), "."), s.Value)
 				}
 			}
 		})
