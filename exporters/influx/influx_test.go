@@ -1,0 +1,280 @@
+package influx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+	"github.com/picket-agent/picket/agent/metric"
+)
+
+var tick = time.Unix(1700000000, 0)
+
+func TestAppend(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		host string
+		s    metric.Sample
+		ts   time.Time
+		want string
+	}{
+		{"no labels", "web1", metric.Sample{Collector: "load", Field: "load1", Value: 0.25}, tick,
+			"load,host=web1 load1=0.25 1700000000000000000\n"},
+		{"label after host", "web1", metric.Sample{Collector: "net", Labels: []metric.Label{{Key: "iface", Value: "eth0.100"}}, Field: "rx_bytes", Value: 42}, tick,
+			"net,host=web1,iface=eth0.100 rx_bytes=42 1700000000000000000\n"},
+		{"label before host", "web1", metric.Sample{Collector: "cpu", Labels: []metric.Label{{Key: "cpu", Value: "0"}}, Field: "user", Value: 1234.5}, tick,
+			"cpu,cpu=0,host=web1 user=1234.5 1700000000000000000\n"},
+		{"named label is a plain tag", "web1", metric.Sample{Collector: "oom", Labels: []metric.Label{{Key: "cgroup", Value: "/system.slice/nginx.service", Named: true}}, Field: "kills", Value: 3}, tick,
+			"oom,cgroup=/system.slice/nginx.service,host=web1 kills=3 1700000000000000000\n"},
+		{"labels sorted", "web1", metric.Sample{Collector: "runqlat", Labels: []metric.Label{{Key: "le", Value: "8"}, {Key: "cgroup", Value: "db"}, {Key: "a", Value: "x"}}, Field: "count", Value: 7}, tick,
+			"runqlat,a=x,cgroup=db,host=web1,le=8 count=7 1700000000000000000\n"},
+		{"escapes", "web 1", metric.Sample{Collector: "my coll,x", Labels: []metric.Label{{Key: "k=1", Value: "a b,c=d"}}, Field: "f x", Value: 1}, tick,
+			`my\ coll\,x,host=web\ 1,k\=1=a\ b\,c\=d f\ x=1 1700000000000000000` + "\n"},
+		{"unicode kept", "hôte", metric.Sample{Collector: "fs", Labels: []metric.Label{{Key: "mount", Value: "/mnt/日本"}}, Field: "free_bytes", Value: 1}, tick,
+			"fs,host=hôte,mount=/mnt/日本 free_bytes=1 1700000000000000000\n"},
+		{"sub-second timestamp", "h", metric.Sample{Collector: "c", Field: "f", Value: 1}, time.Unix(1, 5),
+			"c,host=h f=1 1000000005\n"},
+		{"negative", "h", metric.Sample{Collector: "c", Field: "f", Value: -17.5}, tick, "c,host=h f=-17.5 1700000000000000000\n"},
+		{"negative zero", "h", metric.Sample{Collector: "c", Field: "f", Value: math.Copysign(0, -1)}, tick, "c,host=h f=0 1700000000000000000\n"},
+		{"huge", "h", metric.Sample{Collector: "c", Field: "f", Value: 1e300}, tick, "c,host=h f=1e+300 1700000000000000000\n"},
+		{"tiny", "h", metric.Sample{Collector: "c", Field: "f", Value: 5e-324}, tick, "c,host=h f=5e-324 1700000000000000000\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var e Encoder
+			got, err := e.Append([]byte("before\n"), tc.host, &tc.s, tc.ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "before\n" + tc.want; string(got) != want {
+				t.Errorf("got  %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func TestAppendRejects(t *testing.T) {
+	t.Parallel()
+	ok := metric.Sample{Collector: "c", Labels: []metric.Label{{Key: "k", Value: "v"}}, Field: "f", Value: 1}
+	with := func(change func(s *metric.Sample)) metric.Sample {
+		s := ok
+		s.Labels = append([]metric.Label(nil), ok.Labels...)
+		change(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		host string
+		s    metric.Sample
+		ts   time.Time
+		want string // in the error; "" means ErrNonFinite
+	}{
+		{"NaN", "h", with(func(s *metric.Sample) { s.Value = math.NaN() }), tick, ""},
+		{"+Inf", "h", with(func(s *metric.Sample) { s.Value = math.Inf(1) }), tick, ""},
+		{"-Inf", "h", with(func(s *metric.Sample) { s.Value = math.Inf(-1) }), tick, ""},
+		{"empty collector", "h", with(func(s *metric.Sample) { s.Collector = "" }), tick, `invalid measurement ""`},
+		{"empty field", "h", with(func(s *metric.Sample) { s.Field = "" }), tick, `invalid field key ""`},
+		{"empty label key", "h", with(func(s *metric.Sample) { s.Labels[0].Key = "" }), tick, `invalid tag key ""`},
+		{"empty label value", "h", with(func(s *metric.Sample) { s.Labels[0].Value = "" }), tick, `invalid tag value k=""`},
+		{"empty host", "", ok, tick, `invalid tag value host=""`},
+		{"invalid utf-8", "h", with(func(s *metric.Sample) { s.Labels[0].Value = "a\xff" }), tick, `invalid tag value`},
+		{"newline", "h", with(func(s *metric.Sample) { s.Field = "a\nb" }), tick, `invalid field key`},
+		{"trailing backslash", "h", with(func(s *metric.Sample) { s.Collector = `c\` }), tick, `invalid measurement`},
+		{"comment", "h", with(func(s *metric.Sample) { s.Collector = "#c" }), tick, `starts with '#'`},
+		{"duplicate key", "h", with(func(s *metric.Sample) { s.Labels = append(s.Labels, s.Labels[0]) }), tick, `out of order`},
+		{"label keyed host", "h", with(func(s *metric.Sample) { s.Labels[0].Key = "host" }), tick, `out of order`},
+		{"zero time", "h", ok, time.Time{}, "zero timestamp"},
+		{"time out of range", "h", ok, time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), "out of range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var e Encoder
+			dst := make([]byte, 0, 4)
+			dst = append(dst, "ok\n"...)
+			got, err := e.Append(dst, tc.host, &tc.s, tc.ts)
+			if string(got) != "ok\n" || &got[0] != &dst[0] {
+				t.Errorf("dst changed to %q", got)
+			}
+			switch {
+			case err == nil:
+				t.Fatal("no error")
+			case tc.want == "":
+				if err != ErrNonFinite {
+					t.Errorf("error %v, want ErrNonFinite itself", err)
+				}
+			case !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `sample "`):
+				t.Errorf("error %q does not name the sample and contain %q", err, tc.want)
+			}
+			// The encoder must be usable again after any failure.
+			if got, err := e.Append(nil, "h", &ok, tick); err != nil || string(got) != "c,host=h,k=v f=1 1700000000000000000\n" {
+				t.Errorf("next Append: %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestZeroAllocs(t *testing.T) {
+	// Not parallel: AllocsPerRun counts the whole process's allocations.
+	samples := mixedBatch()
+	var e Encoder
+	buf := make([]byte, 0, 1<<20)
+	allocs := testing.AllocsPerRun(10, func() {
+		buf = buf[:0]
+		for i := range samples {
+			var err error
+			if buf, err = e.Append(buf, "web1", &samples[i], tick); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch of %d, want 0", allocs, len(samples))
+	}
+}
+
+// encodable states independently what lineprotocol accepts as a measurement, key or tag
+// value: not empty, valid UTF-8, no control character, no trailing backslash.
+func encodable(s string) bool {
+	if s == "" || !utf8.ValidString(s) || strings.HasSuffix(s, `\`) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// point is one decoded line.
+type point struct {
+	measurement string
+	tags        [][2]string
+	field       string
+	value       lineprotocol.Value
+	time        time.Time
+}
+
+// decodeOne decodes b, which must hold exactly one point on exactly one line.
+func decodeOne(b []byte) (point, error) {
+	var p point
+	if !bytes.HasSuffix(b, []byte("\n")) || bytes.Count(b, []byte("\n")) != 1 {
+		return p, errors.New("not exactly one newline-terminated line")
+	}
+	dec := lineprotocol.NewDecoderWithBytes(b)
+	if !dec.Next() {
+		return p, errors.New("no point")
+	}
+	m, err := dec.Measurement()
+	if err != nil {
+		return p, err
+	}
+	p.measurement = string(m)
+	for {
+		k, v, err := dec.NextTag()
+		if err != nil {
+			return p, err
+		}
+		if k == nil {
+			break
+		}
+		p.tags = append(p.tags, [2]string{string(k), string(v)})
+	}
+	k, v, err := dec.NextField()
+	if err != nil {
+		return p, err
+	}
+	p.field, p.value = string(k), v
+	if k, _, err := dec.NextField(); err != nil || k != nil {
+		return p, fmt.Errorf("second field %q, %v", k, err)
+	}
+	if p.time, err = dec.Time(lineprotocol.Nanosecond, time.Time{}); err != nil {
+		return p, err
+	}
+	if dec.Next() {
+		return p, errors.New("more than one point")
+	}
+	return p, nil
+}
+
+func FuzzInflux(f *testing.F) {
+	f.Add("cpu", "web1", "cpu", "0", "", "", "user", 1234.5, int64(1700000000000000000))
+	f.Add("net", "web 1", "iface", "eth0.100", "z", `a\b`, "rx_bytes", 1e300, int64(-1))
+	f.Add("#c", "h", "k", "v", "k", "v", "f", math.NaN(), int64(0))
+	f.Add(` c\ `, "h=", "host", "v", ",", "=", `f\`, math.Copysign(0, -1), int64(math.MaxInt64))
+	f.Add("c", "日本", "k\n", "\xff", "k2", "v", "f", 5e-324, int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, collector, host, k1, v1, k2, v2, field string, value float64, nanos int64) {
+		s := &metric.Sample{Collector: collector, Field: field, Value: value}
+		// An empty key drops that label, so samples with zero, one and two labels are all tried.
+		for _, l := range []metric.Label{{Key: k1, Value: v1}, {Key: k2, Value: v2}} {
+			if l.Key != "" {
+				s.Labels = append(s.Labels, l)
+			}
+		}
+		ts := time.Unix(0, nanos)
+		want := [][2]string{{"host", host}}
+		for _, l := range s.Labels {
+			want = append(want, [2]string{l.Key, l.Value})
+		}
+		sort.Slice(want, func(i, j int) bool { return want[i][0] < want[j][0] })
+		valid := encodable(collector) && !strings.HasPrefix(collector, "#") && encodable(field)
+		for i, kv := range want {
+			valid = valid && encodable(kv[0]) && encodable(kv[1]) && (i == 0 || want[i-1][0] != kv[0])
+		}
+
+		var e Encoder
+		before := []byte("previous line\n")
+		got, err := e.Append(before, host, s, ts)
+		if !s.Finite() {
+			if err != ErrNonFinite || len(got) != len(before) {
+				t.Fatalf("non-finite %v: %v, wrote %q", value, err, got[len(before):])
+			}
+			return
+		}
+		if err != nil {
+			if valid {
+				t.Fatalf("valid sample refused: %v", err)
+			}
+			if string(got) != string(before) {
+				t.Fatalf("failed Append changed dst to %q", got)
+			}
+			return
+		}
+		if !valid {
+			t.Fatalf("invalid sample encoded as %q", got[len(before):])
+		}
+		if !bytes.HasPrefix(got, before) {
+			t.Fatalf("dst prefix clobbered: %q", got)
+		}
+		line := got[len(before):]
+		if value == 0 {
+			value = 0 // negative zero is printed as 0
+		}
+		fv, _ := lineprotocol.FloatValue(value)
+		if checked, err := e.appendChecked(nil, host, s, fv, ts); err != nil || string(checked) != string(line) {
+			t.Errorf("Append wrote %q, lineprotocol alone %q, %v", line, checked, err)
+		}
+		p, err := decodeOne(line)
+		if err != nil {
+			t.Fatalf("decoding %q: %v", line, err)
+		}
+		if p.measurement != collector {
+			t.Errorf("measurement %q, want %q", p.measurement, collector)
+		}
+		if fmt.Sprintf("%q", p.tags) != fmt.Sprintf("%q", want) {
+			t.Errorf("tags %q, want %q", p.tags, want)
+		}
+		if p.field != field {
+			t.Errorf("field %q, want %q", p.field, field)
+		}
+		if p.value.Kind() != lineprotocol.Float || math.Float64bits(p.value.FloatV()) != math.Float64bits(value) {
+			t.Errorf("value %v (%v), want float %v", p.value, p.value.Kind(), value)
+		}
+		if !p.time.Equal(ts) {
+			t.Errorf("time %v, want %v", p.time.UnixNano(), nanos)
+		}
+	})
+}
