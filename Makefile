@@ -1,0 +1,66 @@
+# picket — the two commands that matter: `make run` and `make test`.
+#
+# `make test` is what CI runs (through .ci/run, as root, on a fresh Debian machine): it
+# installs what it needs, then lints and runs every test with the race detector.
+
+SHELL   := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/picket-agent/picket/agent.Version=$(VERSION)
+GOFILES  = $(shell git ls-files --cached --others --exclude-standard '*.go')
+# Debian packages the tests need, by the command that shows each is there.
+DEB_NEEDS := gcc:gcc git:git
+
+.PHONY: all build run once test deps lint tidy-check bench generate clean
+
+all: build
+
+## build: static bin/picket with the version stamped in
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/picket ./agent/cmd/picket
+
+## run: the agent on this host, Graphite plaintext to stdout every 10s (Ctrl-C stops it)
+run: build
+	./bin/picket run $(ARGS)
+
+## once: one collection as a table
+once: build
+	./bin/picket once --format table $(ARGS)
+
+## test: install what is missing, lint, check go.mod is tidy, run every test with -race
+test: deps lint tidy-check
+	$(GO) test -race -count=1 ./...
+
+## deps: install the Debian packages the tests need, where missing
+deps:
+	@command -v $(GO) >/dev/null || { echo "Go not found: install it at /usr/local/go" >&2; exit 1; }
+	@missing=""; for need in $(DEB_NEEDS); do \
+		command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool)
+lint:
+	@unformatted=$$(gofmt -l $(GOFILES)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+## tidy-check: go.mod and go.sum are exactly what `go mod tidy` makes
+tidy-check:
+	$(GO) mod tidy -diff
+
+## bench: every benchmark, 6 runs each; compare runs with benchstat
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
+
+## generate: regenerate generated code (the BPF objects, once there are probes)
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf bin bench.txt

@@ -1,0 +1,315 @@
+// Package agent is picket's wiring: the command line, the config file, and the commands
+// that put collectors, the scheduler and an output together. It is the only package that
+// knows every other.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/picket-agent/picket/agent/scheduler"
+	"github.com/picket-agent/picket/collectors"
+)
+
+// Version is stamped by the build: -ldflags "-X github.com/picket-agent/picket/agent.Version=…".
+var Version = "dev"
+
+// CLI is picket's command line. Every flag can also be set in the config file under its
+// own name (nested maps joined with dots) and by the environment variable PICKET_<FLAG>;
+// a flag beats the environment, which beats the file, which beats the default.
+type CLI struct {
+	Config string `help:"YAML config file; every flag can be set there under its own name." default:"/etc/picket/picket.yaml" placeholder:"FILE"`
+
+	Interval time.Duration `help:"Collect every INTERVAL, on wall-clock multiples of it." default:"10s"`
+	Timeout  time.Duration `help:"Deadline of each collector within a tick; at most 80% of --interval is used." default:"5s"`
+	Prefix   string        `help:"First node(s) of every Graphite path (Hosted Graphite: <api-key>.hosts)." default:"hosts"`
+	Hostname string        `help:"Host node of every path (default: the short host name)."`
+
+	Path struct {
+		Procfs string `help:"procfs to read (the host's, mounted into a container)." default:"/proc" placeholder:"DIR"`
+		Sysfs  string `help:"sysfs to read." default:"/sys" placeholder:"DIR"`
+	} `embed:"" prefix:"path."`
+
+	Log struct {
+		Level  string `help:"Log level: debug, info, warn, error." enum:"debug,info,warn,error" default:"info"`
+		Format string `help:"Log format: text or json." enum:"text,json" default:"text"`
+	} `embed:"" prefix:"log."`
+
+	Collector struct {
+		CPU struct {
+			PerCPU bool `name:"per-cpu" negatable:"" default:"true" help:"Add cpu.<n>.<mode> for each CPU beside cpu.total (turn off on very wide hosts)."`
+		} `embed:"" prefix:"cpu."`
+		Disk struct {
+			DeviceInclude string `help:"Only devices matching this regexp." placeholder:"REGEXP"`
+			DeviceExclude string `help:"Leave out devices matching this regexp (partitions, loop, ram)." default:"${disk_exclude}" placeholder:"REGEXP"`
+		} `embed:"" prefix:"disk."`
+		Net struct {
+			DeviceInclude string `help:"Only interfaces matching this regexp." placeholder:"REGEXP"`
+			DeviceExclude string `help:"Leave out interfaces matching this regexp (per-container virtual ones)." default:"${net_exclude}" placeholder:"REGEXP"`
+		} `embed:"" prefix:"net."`
+		FS struct {
+			MountPointsExclude string `help:"Leave out mount points matching this regexp." default:"${fs_mount_exclude}" placeholder:"REGEXP"`
+			FSTypesExclude     string `name:"fs-types-exclude" help:"Leave out filesystem types matching this regexp (pseudo filesystems)." default:"${fs_type_exclude}" placeholder:"REGEXP"`
+		} `embed:"" prefix:"fs."`
+	} `embed:"" prefix:"collector." group:"Collector options"`
+
+	// Enabled holds one --[no-]collector.<name> flag per collector, built from the registry
+	// so that a new collector gets its flag, env variable and config key with no edit here.
+	Enabled kong.Plugins `embed:""`
+
+	Run     RunCmd     `cmd:"" help:"Run the daemon: collect every interval and ship each batch."`
+	Once    OnceCmd    `cmd:"" help:"Collect once, write it to stdout, exit."`
+	Check   CheckCmd   `cmd:"" help:"Report what this host supports: paths, BTF, privileges, each collector."`
+	Version VersionCmd `cmd:"" help:"Print the version and exit."`
+
+	enabled reflect.Value
+	file    *fileConfig
+}
+
+// enabledFlags builds the struct behind --[no-]collector.<name>: one bool field per
+// collector, defaulting to the collector's Default.
+func enabledFlags() reflect.Value {
+	fields := make([]reflect.StructField, len(collectors.All))
+	for i, f := range collectors.All {
+		fields[i] = reflect.StructField{
+			Name: "C" + strconv.Itoa(i),
+			Type: reflect.TypeFor[bool](),
+			Tag: reflect.StructTag(fmt.Sprintf(`name:"collector.%s" negatable:"" default:"%t" help:%s group:"Collectors"`,
+				f.Name, f.Default, strconv.Quote("Collector "+f.Name+": "+f.Help+"."))),
+		}
+	}
+	return reflect.New(reflect.StructOf(fields))
+}
+
+// BeforeResolve loads the config file before kong resolves unset flags from it. Kong calls
+// it between applying defaults and environment variables and resolving.
+func (c *CLI) BeforeResolve(ctx *kong.Context) error {
+	if ctx.Command() == "version" {
+		return nil
+	}
+	var flag *kong.Flag
+	for _, f := range ctx.Flags() {
+		if f.Name == "config" {
+			flag = f
+		}
+	}
+	path, _ := ctx.FlagValue(flag).(string)
+	// A file the user named must exist; the default one may not.
+	required := flagOnCommandLine(ctx, "config") || envSet(flag)
+	file, err := loadConfig(path, required)
+	if err != nil {
+		return err
+	}
+	if file != nil {
+		c.file = file
+		ctx.AddResolver(file)
+	}
+	return nil
+}
+
+func flagOnCommandLine(ctx *kong.Context, name string) bool {
+	for _, p := range ctx.Path {
+		if p.Flag != nil && p.Flag.Name == name && !p.Resolved {
+			return true
+		}
+	}
+	return false
+}
+
+func envSet(flag *kong.Flag) bool {
+	for _, env := range flag.Envs {
+		if _, ok := os.LookupEnv(env); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// optionError is an impossible value, reported with where the value came from.
+func (c *CLI) optionError(ctx *kong.Context, name string, err error) error {
+	if !flagOnCommandLine(ctx, name) && c.file != nil && c.file.used[name] {
+		return &ConfigError{File: c.file.path, Line: c.file.entries[name].line, Key: name, Err: err}
+	}
+	for _, f := range ctx.Flags() {
+		if f.Name == name && !flagOnCommandLine(ctx, name) && envSet(f) {
+			return fmt.Errorf("$%s: %w", f.Envs[0], err)
+		}
+	}
+	return fmt.Errorf("--%s: %w", name, err)
+}
+
+// validate rejects values that parse but cannot work.
+func (c *CLI) validate(ctx *kong.Context) error {
+	if c.Interval <= 0 {
+		return c.optionError(ctx, "interval", fmt.Errorf("must be positive, got %s", c.Interval))
+	}
+	if c.Timeout <= 0 {
+		return c.optionError(ctx, "timeout", fmt.Errorf("must be positive, got %s", c.Timeout))
+	}
+	if c.Prefix == "" {
+		return c.optionError(ctx, "prefix", errors.New("must not be empty"))
+	}
+	for name, re := range map[string]string{
+		"collector.disk.device-include":     c.Collector.Disk.DeviceInclude,
+		"collector.disk.device-exclude":     c.Collector.Disk.DeviceExclude,
+		"collector.net.device-include":      c.Collector.Net.DeviceInclude,
+		"collector.net.device-exclude":      c.Collector.Net.DeviceExclude,
+		"collector.fs.mount-points-exclude": c.Collector.FS.MountPointsExclude,
+		"collector.fs.fs-types-exclude":     c.Collector.FS.FSTypesExclude,
+	} {
+		if _, err := regexp.Compile(re); err != nil {
+			return c.optionError(ctx, name, err)
+		}
+	}
+	return nil
+}
+
+// collectorOptions are the collectors' options as set on the command line.
+func (c *CLI) collectorOptions(log *slog.Logger) collectors.Options {
+	return collectors.Options{
+		Logger:         log,
+		ProcFS:         c.Path.Procfs,
+		SysFS:          c.Path.Sysfs,
+		PerCPU:         c.Collector.CPU.PerCPU,
+		DiskInclude:    c.Collector.Disk.DeviceInclude,
+		DiskExclude:    c.Collector.Disk.DeviceExclude,
+		NetInclude:     c.Collector.Net.DeviceInclude,
+		NetExclude:     c.Collector.Net.DeviceExclude,
+		FSMountExclude: c.Collector.FS.MountPointsExclude,
+		FSTypeExclude:  c.Collector.FS.FSTypesExclude,
+	}
+}
+
+// collectorEnabled reports the --[no-]collector.<name> switch of registry entry i.
+func (c *CLI) collectorEnabled(i int) bool {
+	return c.enabled.Elem().Field(i).Bool()
+}
+
+// jobs builds every enabled collector, and picket's own, in registry order.
+func (c *CLI) jobs(log *slog.Logger) ([]scheduler.Job, error) {
+	opts := c.collectorOptions(log)
+	var jobs []scheduler.Job
+	for i, f := range collectors.All {
+		if !c.collectorEnabled(i) {
+			continue
+		}
+		col, err := f.New(opts)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: %w", f.Name, err)
+		}
+		jobs = append(jobs, scheduler.Job{Name: f.Name, Collector: col})
+	}
+	return append(jobs, scheduler.Job{Name: "picket", Collector: newSelfCollector()}), nil
+}
+
+// effectiveTimeout caps --timeout so a tick always ends before the next one starts.
+func (c *CLI) effectiveTimeout() time.Duration {
+	return min(c.Timeout, c.Interval*4/5)
+}
+
+// host is --hostname, or the short host name.
+func (c *CLI) host() string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	short, _, _ := strings.Cut(h, ".")
+	return short
+}
+
+func (c *CLI) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Env is what the commands run with: where they write and when they stop.
+type Env struct {
+	Ctx    context.Context
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// exitCode carries an exit status out of kong's Exit hook (kong calls it for --help).
+type exitCode int
+
+// parse reads the command line, the environment and the config file into a CLI. Errors
+// are the user's: a bad flag, a bad config file, an impossible value.
+func parse(args []string, stdout, stderr io.Writer) (*CLI, *kong.Context, error) {
+	cli := &CLI{enabled: enabledFlags()}
+	cli.Enabled = kong.Plugins{cli.enabled.Interface()}
+	parser, err := kong.New(cli,
+		kong.Name("picket"),
+		kong.Description("Linux host metrics agent: the kernel's own counters, shipped to Graphite without losing any."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.DefaultEnvars("PICKET"),
+		kong.Vars{
+			"disk_exclude":     collectors.DefaultDiskExclude,
+			"net_exclude":      collectors.DefaultNetExclude,
+			"fs_mount_exclude": collectors.DefaultFSMountExclude,
+			"fs_type_exclude":  collectors.DefaultFSTypeExclude,
+		},
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	kctx, err := parser.Parse(args)
+	if err == nil {
+		err = cli.validate(kctx)
+	}
+	var cfg *ConfigError
+	if errors.As(err, &cfg) {
+		// Kong prefixes the flag's summary; the config error already names the key.
+		err = cfg
+	}
+	return cli, kctx, err
+}
+
+// Main parses args and runs the command, returning the process's exit status: 0 on
+// success, 1 when the command failed, 2 when the command line or config is wrong (in which
+// case nothing was started).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			c, ok := p.(exitCode)
+			if !ok {
+				panic(p)
+			}
+			code = int(c)
+		}
+	}()
+	cli, kctx, err := parse(args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "picket: %v\n", err)
+		return 2
+	}
+	if err := kctx.Run(cli, &Env{Ctx: ctx, Stdout: stdout, Stderr: stderr}); err != nil {
+		fmt.Fprintf(stderr, "picket: %v\n", err)
+		var cfg *ConfigError
+		var usage usageError
+		if errors.As(err, &cfg) || errors.As(err, &usage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/agent/scheduler"
+	"github.com/picket-agent/picket/collectors"
+	"github.com/picket-agent/picket/exporters/graphite"
+	"github.com/picket-agent/picket/exporters/influx"
+	"github.com/picket-agent/picket/exporters/table"
+)
+
+// usageError is a setting that parsed but that a collector could not work with; like a
+// ConfigError it makes picket exit 2 before anything starts.
+type usageError struct{ error }
+
+func (c *CLI) newScheduler(env *Env, out scheduler.Output) (*scheduler.Scheduler, error) {
+	log := c.logger(env.Stderr)
+	jobs, err := c.jobs(log)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return scheduler.New(scheduler.Options{
+		Logger:   log,
+		Interval: c.Interval,
+		Timeout:  c.effectiveTimeout(),
+		Jobs:     jobs,
+		Output:   out,
+	})
+}
+
+// RunCmd is `picket run`.
+type RunCmd struct{}
+
+// Run collects every interval until the context ends (SIGINT, SIGTERM), then returns nil.
+// With no exporter configured, batches go to stdout as Graphite plaintext.
+func (RunCmd) Run(cli *CLI, env *Env) error {
+	out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
+	s, err := cli.newScheduler(env, out)
+	if err != nil {
+		return err
+	}
+	cli.logger(env.Stderr).Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
+	return s.Run(env.Ctx)
+}
+
+// OnceCmd is `picket once`.
+type OnceCmd struct {
+	Format string `help:"Output format: graphite, graphite-tagged, influx or table." enum:"graphite,graphite-tagged,influx,table" default:"graphite"`
+}
+
+// Run collects one tick, stamped with the current aligned tick time, and writes it.
+func (o OnceCmd) Run(cli *CLI, env *Env) error {
+	s, err := cli.newScheduler(env, nil)
+	if err != nil {
+		return err
+	}
+	b := s.Tick(env.Ctx, scheduler.Aligned(time.Now(), cli.Interval))
+	if o.Format == "table" {
+		return table.Write(env.Stdout, b)
+	}
+	out := &writerOutput{w: env.Stdout, enc: encoder{format: o.Format, prefix: cli.Prefix, host: cli.host()}}
+	return out.Write(env.Ctx, b)
+}
+
+// encoder turns samples into one of the line formats.
+type encoder struct {
+	format       string
+	prefix, host string
+	influx       influx.Encoder
+}
+
+// append adds one sample's line to dst. It returns an error only for a sample that the
+// format cannot carry; dst is then unchanged.
+func (e *encoder) append(dst []byte, s *metric.Sample, t time.Time) ([]byte, error) {
+	var ok bool
+	switch e.format {
+	case "graphite":
+		dst, ok = graphite.AppendPlain(dst, e.prefix, e.host, s, t.Unix())
+	case "graphite-tagged":
+		dst, ok = graphite.AppendTagged(dst, e.host, s, t.Unix())
+	case "influx":
+		return e.influx.Append(dst, e.host, s, t)
+	}
+	if !ok {
+		return dst, fmt.Errorf("%s: value %v cannot be sent", strings.Join(collectors.Nodes(s), "."), s.Value)
+	}
+	return dst, nil
+}
+
+// writerOutput writes each batch to w in one write, so a batch never interleaves with
+// anything else written there.
+type writerOutput struct {
+	w   io.Writer
+	enc encoder
+	buf []byte
+}
+
+// Write encodes b and writes it. Samples the format cannot carry are left out, and the
+// error names them; the rest of the batch is written.
+func (o *writerOutput) Write(_ context.Context, b *metric.Batch) error {
+	o.buf = o.buf[:0]
+	var errs []error
+	for i := range b.Samples {
+		var err error
+		if o.buf, err = o.enc.append(o.buf, &b.Samples[i], b.Time); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := o.w.Write(o.buf); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// CheckCmd is `picket check`.
+type CheckCmd struct{}
+
+// Run reports what picket can read on this host and runs each enabled collector once. It
+// fails when a collector fails (a source that is absent is reported, not a failure).
+func (CheckCmd) Run(cli *CLI, env *Env) error {
+	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	for _, p := range []struct{ what, path string }{
+		{"procfs", cli.Path.Procfs + "/stat"},
+		{"sysfs", cli.Path.Sysfs + "/class"},
+		{"btf", cli.Path.Sysfs + "/kernel/btf/vmlinux"},
+	} {
+		status := "ok"
+		if _, err := os.Stat(p.path); err != nil {
+			status = "missing: " + err.Error()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", p.what, p.path, status)
+	}
+	s, err := cli.newScheduler(env, nil)
+	if err != nil {
+		return err
+	}
+	b := s.Tick(env.Ctx, scheduler.Aligned(time.Now(), cli.Interval))
+	status := map[string]string{}
+	count := map[string]int{}
+	for _, smp := range b.Samples {
+		count[smp.Collector]++
+	}
+	failed := 0
+	for _, smp := range b.Samples {
+		if smp.Collector != "picket" || len(smp.Labels) == 0 || smp.Labels[0].Key != "collector" {
+			continue
+		}
+		name := smp.Labels[0].Value
+		switch {
+		case smp.Field == "up" && smp.Value == 0:
+			status[name] = "absent"
+		case smp.Field == "success" && smp.Value == 0 && status[name] != "absent":
+			status[name] = "failing"
+		}
+	}
+	for i, f := range collectors.All {
+		st := "disabled"
+		if cli.collectorEnabled(i) {
+			st = status[f.Name]
+			if st == "" {
+				st = "ok"
+			}
+			if st == "failing" {
+				failed++
+			}
+		}
+		fmt.Fprintf(w, "collector\t%s\t%s\t%d samples\n", f.Name, st, count[f.Name])
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d collector(s) failing; the log above says why", failed)
+	}
+	return nil
+}
+
+// VersionCmd is `picket version`.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run(env *Env) error {
+	_, err := fmt.Fprintf(env.Stdout, "picket %s %s %s/%s\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
+}
