@@ -1,8 +1,216 @@
 package collectors
 
-import "errors"
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
-// STUB: replaced by the real collector.
-var netstatSeries = []Series{}
+	"github.com/picket-agent/picket/agent/metric"
+)
 
-func newNetstat(Options) (Collector, error) { return nil, errors.New("netstat: not written yet") }
+// netstatSeries states the kind rule: every field of the reported tables is a counter,
+// except those in netstatSpecial: settings and current values, which are gauges, and the
+// values the kernel keeps in milliseconds, scaled to seconds and suffixed _seconds.
+var netstatSeries = []Series{
+	{Path: "netstat.<proto>.<field>", Kind: metric.Counter,
+		Help: "every field of the Ip, Icmp, Tcp, Udp, UdpLite tables of /proc/net/snmp and the IpExt, TcpExt tables of /proc/net/netstat, as the kernel counts it; table and field in snake_case, acronyms kept whole (tcp.active_opens, tcp_ext.listen_drops, tcp_ext.delayed_acks, tcp_ext.tcp_sack_reneging). All are counters but the settings and current values below"},
+	{Path: "netstat.ip.forwarding", Kind: metric.Gauge, Help: "1 when the host forwards IPv4, 2 when it does not"},
+	{Path: "netstat.ip.default_ttl", Kind: metric.Gauge, Help: "TTL of outgoing IPv4 packets"},
+	{Path: "netstat.tcp.curr_estab", Kind: metric.Gauge, Help: "TCP connections now ESTABLISHED or CLOSE-WAIT"},
+	{Path: "netstat.tcp.rto_algorithm", Kind: metric.Gauge, Help: "retransmission timeout algorithm (1: other, Linux)"},
+	{Path: "netstat.tcp.rto_min_seconds", Kind: metric.Gauge, Unit: "seconds", Help: "smallest retransmission timeout"},
+	{Path: "netstat.tcp.rto_max_seconds", Kind: metric.Gauge, Unit: "seconds", Help: "largest retransmission timeout"},
+	{Path: "netstat.tcp.max_conn", Kind: metric.Gauge, Help: "TCP connection limit, -1 for none"},
+	{Path: "netstat.tcp_ext.tcp_memory_pressures_chrono_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time TCP spent under memory pressure"},
+}
+
+// netstatField says how one field other than a plain counter is reported: its value is
+// divided by div (1000 for milliseconds, a division keeps 200 ms at exactly 0.2 s).
+type netstatField struct {
+	name string
+	kind metric.Kind
+	div  float64
+}
+
+// netstatSpecial is keyed by the kernel's "Table.Field".
+var netstatSpecial = map[string]netstatField{
+	"Ip.Forwarding":                   {"forwarding", metric.Gauge, 1},
+	"Ip.DefaultTTL":                   {"default_ttl", metric.Gauge, 1},
+	"Tcp.CurrEstab":                   {"curr_estab", metric.Gauge, 1},
+	"Tcp.RtoAlgorithm":                {"rto_algorithm", metric.Gauge, 1},
+	"Tcp.RtoMin":                      {"rto_min_seconds", metric.Gauge, 1000},
+	"Tcp.RtoMax":                      {"rto_max_seconds", metric.Gauge, 1000},
+	"Tcp.MaxConn":                     {"max_conn", metric.Gauge, 1},
+	"TcpExt.TCPMemoryPressuresChrono": {"tcp_memory_pressures_chrono_seconds", metric.Counter, 1000},
+}
+
+// netstatTables are the tables reported. IcmpMsg is left out: its fields (InType3…) come
+// and go with the ICMP types seen; MPTcpExt belongs to MPTCP, rarely used.
+var netstatTables = map[string]bool{
+	"Ip": true, "IpExt": true, "Icmp": true, "Tcp": true, "TcpExt": true, "Udp": true, "UdpLite": true,
+}
+
+type netstatCollector struct {
+	snmp, netstat string
+}
+
+func newNetstat(o Options) (Collector, error) {
+	return &netstatCollector{
+		snmp:    filepath.Join(o.ProcFS, "net", "snmp"),
+		netstat: filepath.Join(o.ProcFS, "net", "netstat"),
+	}, nil
+}
+
+// Collect reads /proc/net/snmp and /proc/net/netstat. procfs parses both, but into fixed
+// structs that drop the fields newer kernels add.
+func (c *netstatCollector) Collect(_ context.Context, s *metric.Sink) error {
+	return errors.Join(c.collectFile(c.snmp, s), c.collectFile(c.netstat, s))
+}
+
+func (c *netstatCollector) collectFile(path string, s *metric.Sink) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tables, err := parseNetstat(f)
+	for _, t := range tables {
+		if !netstatTables[t.proto] {
+			continue
+		}
+		l := []metric.Label{{Key: "proto", Value: netstatName(t.proto)}}
+		for i, name := range t.names {
+			if sp, ok := netstatSpecial[t.proto+"."+name]; ok {
+				if sp.kind == metric.Gauge {
+					s.Gauge(sp.name, t.values[i]/sp.div, l...)
+				} else {
+					s.Counter(sp.name, t.values[i]/sp.div, l...)
+				}
+				continue
+			}
+			s.Counter(netstatName(name), t.values[i], l...)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("parsing %s %w", path, err)
+	}
+	return nil
+}
+
+// netstatTable is one table of /proc/net/snmp or /proc/net/netstat.
+type netstatTable struct {
+	proto  string
+	names  []string
+	values []float64
+}
+
+// parseNetstat parses the format /proc/net/snmp and /proc/net/netstat share: each table is
+// a line of field names and a line of values, both starting with "Table:". It returns the
+// tables parsed before the first bad one; errors start with the line number so the caller
+// can name the file in front of it.
+func parseNetstat(r io.Reader) ([]netstatTable, error) {
+	var tables []netstatTable
+	sc := bufio.NewScanner(r)
+	n := 0
+	for sc.Scan() {
+		n++
+		names := strings.Fields(sc.Text())
+		if len(names) == 0 {
+			return tables, fmt.Errorf("line %d: empty", n)
+		}
+		proto, ok := strings.CutSuffix(names[0], ":")
+		if !ok || proto == "" {
+			return tables, fmt.Errorf("line %d: %q does not start a table", n, names[0])
+		}
+		if !sc.Scan() {
+			if err := sc.Err(); err != nil {
+				return tables, fmt.Errorf("line %d: %w", n+1, err)
+			}
+			return tables, fmt.Errorf("line %d: %s values missing", n+1, proto)
+		}
+		n++
+		values := strings.Fields(sc.Text())
+		if len(values) == 0 || values[0] != names[0] {
+			return tables, fmt.Errorf("line %d: %s values missing", n, proto)
+		}
+		if len(values) != len(names) {
+			return tables, fmt.Errorf("line %d: %s has %d names but %d values", n, proto, len(names)-1, len(values)-1)
+		}
+		t := netstatTable{proto: proto, names: names[1:], values: make([]float64, len(values)-1)}
+		for i, v := range values[1:] {
+			f, err := parseNetstatValue(v)
+			if err != nil {
+				return tables, fmt.Errorf("line %d: %s %s %q: %w", n, proto, t.names[i], v, err)
+			}
+			t.values[i] = f
+		}
+		tables = append(tables, t)
+	}
+	if err := sc.Err(); err != nil {
+		return tables, fmt.Errorf("line %d: %w", n+1, err)
+	}
+	return tables, nil
+}
+
+// parseNetstatValue parses a decimal integer: the kernel prints counters as unsigned
+// longs, and a few settings (Tcp MaxConn) as signed.
+func parseNetstatValue(s string) (float64, error) {
+	if strings.HasPrefix(s, "-") {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, errors.Unwrap(err)
+		}
+		return float64(v), nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, errors.Unwrap(err)
+	}
+	return float64(v), nil
+}
+
+// netstatName turns the kernel's CamelCase into snake_case: a word starts at an upper-case
+// letter after a lower-case one or a digit, or at the last capital of an acronym followed
+// by a lower-case letter (ListenDrops → listen_drops, IPReversePathFilter →
+// ip_reverse_path_filter). Two kernel habits need a rule of their own: a plural acronym
+// keeps its "s" (DelayedACKs → delayed_acks, ReasmOKs → reasm_oks), and the TCP prefix of
+// TcpExt fields is run into the acronym after it (TCPSACKReneging → tcp_sack_reneging).
+func netstatName(kernel string) string {
+	upper := func(c byte) bool { return 'A' <= c && c <= 'Z' }
+	lower := func(c byte) bool { return 'a' <= c && c <= 'z' }
+	digit := func(c byte) bool { return '0' <= c && c <= '9' }
+	var b strings.Builder
+	b.Grow(len(kernel) + 4)
+	for i := 0; i < len(kernel); i++ {
+		c := kernel[i]
+		if !upper(c) {
+			b.WriteByte(c)
+			continue
+		}
+		if i > 0 {
+			prev := kernel[i-1]
+			var next, after byte
+			if i+1 < len(kernel) {
+				next = kernel[i+1]
+			}
+			if i+2 < len(kernel) {
+				after = kernel[i+2]
+			}
+			plural := next == 's' && (after == 0 || upper(after) || digit(after))
+			switch {
+			case lower(prev) || digit(prev),
+				upper(prev) && lower(next) && !plural,
+				i == 3 && strings.HasPrefix(kernel, "TCP"):
+				b.WriteByte('_')
+			}
+		}
+		b.WriteByte(c + 'a' - 'A')
+	}
+	return b.String()
+}
