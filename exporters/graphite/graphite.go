@@ -97,8 +97,8 @@ func appendPrefix(dst []byte, p string) []byte {
 }
 
 // isPath reports whether p is a valid dotted path already: nodes that need no change,
-// none of them empty. The prefix is the same on every call, so this check is cheaper than
-// taking it apart node by node.
+// none of them empty. Checking it in one pass and copying it in one append is cheaper
+// than taking it apart node by node, which only a prefix that fails this check needs.
 func isPath(p string) bool {
 	dot := true // as if after a dot, so that a leading dot counts as an empty node
 	for i := 0; i < len(p); i++ {
@@ -123,7 +123,8 @@ const maxExactInt = 1 << 53
 
 // appendValue appends v in the shortest form that parses back to the same float64: an
 // integer where v is one (and negative zero as "0"), otherwise strconv's shortest 'g' form
-// ("0.25", "1.5e-07", "1e+21"), which carbon's float() and carbon-c-relay's strtod accept.
+// ("0.25", "1.5e-07", "1e+21"), which carbon's Python float() accepts, as do the strtod
+// of C relays and the strconv.ParseFloat of go-carbon.
 func appendValue(dst []byte, v float64) []byte {
 	if v > -maxExactInt && v < maxExactInt && v == math.Trunc(v) {
 		return strconv.AppendInt(dst, int64(v), 10)

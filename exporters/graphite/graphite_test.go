@@ -191,7 +191,7 @@ func refNode(s string) string {
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if r < 128 && nodeRE.MatchString(string(r)) {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
 			b.WriteRune(r)
 		} else {
 			b.WriteByte('_')
@@ -202,6 +202,10 @@ func refNode(s string) string {
 
 // nodeRE is what carbon needs of a path node or tag, stated independently of nodeByte.
 var nodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// decimalRE is the plain decimal form that every consumer parses, carbon's Python float()
+// included: no hex floats, no underscores, no "Inf".
+var decimalRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?(e[+-][0-9]+)?$`)
 
 // line is one parsed Graphite line: the path nodes, then the tags (tagged form only).
 type line struct {
@@ -242,6 +246,9 @@ func parseLine(b []byte, tagged bool) (line, error) {
 		if !nodeRE.MatchString(n) {
 			return l, fmt.Errorf("bad node %q", n)
 		}
+	}
+	if !decimalRE.MatchString(parts[1]) {
+		return l, fmt.Errorf("value %q is not a plain decimal", parts[1])
 	}
 	var err error
 	if l.value, err = strconv.ParseFloat(parts[1], 64); err != nil {
