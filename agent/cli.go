@@ -39,6 +39,7 @@ type CLI struct {
 	Path struct {
 		Procfs string `help:"procfs to read (the host's, mounted into a container)." default:"/proc" placeholder:"DIR"`
 		Sysfs  string `help:"sysfs to read." default:"/sys" placeholder:"DIR"`
+		Rootfs string `help:"Where the host's / is seen; mount points are statfs'ed under it." default:"/" placeholder:"DIR"`
 	} `embed:"" prefix:"path."`
 
 	Log struct {
@@ -181,6 +182,7 @@ func (c *CLI) collectorOptions(log *slog.Logger) collectors.Options {
 		Logger:         log,
 		ProcFS:         c.Path.Procfs,
 		SysFS:          c.Path.Sysfs,
+		RootFS:         c.Path.Rootfs,
 		PerCPU:         c.Collector.CPU.PerCPU,
 		DiskInclude:    c.Collector.Disk.DeviceInclude,
 		DiskExclude:    c.Collector.Disk.DeviceExclude,

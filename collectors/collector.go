@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/picket-agent/picket/agent/metric"
 )
 
@@ -34,6 +36,9 @@ type Options struct {
 	// tests, the host's mounts from inside a container.
 	ProcFS string
 	SysFS  string
+	// RootFS is where the host's root filesystem is seen: mount points from the mount
+	// table are statfs'ed under it ("/host" with the host's / mounted there).
+	RootFS string
 
 	// PerCPU adds cpu.<n>.<mode> beside cpu.total.<mode>; off for very wide hosts.
 	PerCPU bool
@@ -45,6 +50,9 @@ type Options struct {
 
 	FSMountExclude string
 	FSTypeExclude  string
+
+	// statfs stands in for unix.Statfs in tests; nil means the real one.
+	statfs func(path string, st *unix.Statfs_t) error
 }
 
 // Series documents one family of series a collector emits: the README's metric reference
@@ -85,6 +93,7 @@ func DefaultOptions() Options {
 		Logger:         slog.Default(),
 		ProcFS:         "/proc",
 		SysFS:          "/sys",
+		RootFS:         "/",
 		PerCPU:         true,
 		DiskExclude:    DefaultDiskExclude,
 		NetExclude:     DefaultNetExclude,

@@ -36,6 +36,8 @@ type fsCollector struct {
 	// readable.
 	mountFiles                []string
 	mountExclude, typeExclude *regexp.Regexp
+	// rootFS prefixes each mount point for statfs; the label stays the mount point.
+	rootFS string
 
 	statfs  func(path string, st *unix.Statfs_t) error
 	timeout time.Duration
@@ -62,11 +64,16 @@ func newFS(o Options) (Collector, error) {
 	if err != nil {
 		return nil, err
 	}
+	statfs := o.statfs
+	if statfs == nil {
+		statfs = unix.Statfs
+	}
 	return &fsCollector{
+		rootFS:       o.RootFS,
 		mountFiles:   []string{filepath.Join(o.ProcFS, "1", "mounts"), filepath.Join(o.ProcFS, "self", "mounts")},
 		mountExclude: me,
 		typeExclude:  te,
-		statfs:       unix.Statfs,
+		statfs:       statfs,
 		timeout:      fsStatfsTimeout,
 		stuck:        map[string]*statfsCall{},
 	}, nil
@@ -94,7 +101,7 @@ func (c *fsCollector) Collect(ctx context.Context, s *metric.Sink) error {
 	calls := make([]*statfsCall, len(mounts))
 	for i, m := range mounts {
 		if c.stuck[m.point] == nil {
-			calls[i] = c.start(m.point)
+			calls[i] = c.start(filepath.Join(c.rootFS, m.point))
 		}
 	}
 	for i, m := range mounts {

@@ -24,27 +24,6 @@ import (
 // through All, so for this package's tests the fs entry is wrapped: a collector rooted in
 // testdata/ answers statfs from <case>/statfs.txt. TestHost, rooted at /, still calls
 // the real statfs.
-func init() {
-	for i := range All {
-		if All[i].Name == "fs" {
-			All[i].New = newFSFixture
-		}
-	}
-}
-
-func newFSFixture(o Options) (Collector, error) {
-	c, err := newFS(o)
-	if err != nil || !strings.HasPrefix(o.ProcFS, "testdata"+string(filepath.Separator)) {
-		return c, err
-	}
-	fake, err := readFakeStatfs(filepath.Join(filepath.Dir(o.ProcFS), "statfs.txt"))
-	if err != nil {
-		return nil, err
-	}
-	c.(*fsCollector).statfs = fake
-	return c, nil
-}
-
 // fakeErrnos are the errors a statfs.txt line can name.
 var fakeErrnos = map[string]unix.Errno{"EACCES": unix.EACCES, "EIO": unix.EIO, "ENOENT": unix.ENOENT, "ESTALE": unix.ESTALE}
 
