@@ -12,7 +12,7 @@ import (
 	"github.com/picket-agent/picket/collectors"
 )
 
-func writeConfig(t *testing.T, body string) string {
+func writeConfig(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "picket.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
