@@ -4,6 +4,7 @@ package metric
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -65,6 +66,12 @@ type Sink struct {
 // NewSink returns an empty Sink whose samples belong to collector.
 func NewSink(collector string) *Sink {
 	return &Sink{collector: collector}
+}
+
+// Grow makes room for n more samples, so a collector whose size is known from its last run
+// fills its Sink without reallocating.
+func (s *Sink) Grow(n int) {
+	s.samples = slices.Grow(s.samples, n)
 }
 
 // Counter adds a counter sample. labels is kept, not copied: a collector may share one

@@ -88,6 +88,9 @@ type job struct {
 	skipped uint64
 	// timeouts counts calls that missed their deadline.
 	timeouts uint64
+	// size is how many samples the last call added: the next call's Sink starts that big.
+	// Only the goroutine running the job touches it; running orders those goroutines.
+	size int
 }
 
 type result struct {
@@ -214,12 +217,16 @@ wait:
 		}
 	}
 
-	b := &metric.Batch{Time: t}
 	byJob := make(map[*job]result, len(done))
+	total := 0
 	for _, r := range done {
 		byJob[r.j] = r
+		total += len(r.samples)
 	}
+	const selfPerJob, selfPerTick = 5, 4
+	b := &metric.Batch{Time: t, Samples: make([]metric.Sample, 0, total+selfPerJob*len(s.jobs)+selfPerTick)}
 	self := metric.NewSink("picket")
+	self.Grow(selfPerJob*len(s.jobs) + selfPerTick)
 	for _, j := range s.jobs {
 		r := byJob[j]
 		for _, smp := range r.samples {
@@ -245,6 +252,7 @@ var schedulerLabels = []metric.Label{{Key: "component", Value: "scheduler"}}
 func (s *Scheduler) collect(ctx context.Context, j *job, results chan<- result) {
 	defer j.running.Store(false)
 	sink := metric.NewSink(j.name)
+	sink.Grow(j.size)
 	start := time.Now()
 	var err error
 	func() {
@@ -258,6 +266,7 @@ func (s *Scheduler) collect(ctx context.Context, j *job, results chan<- result) 
 			err = j.c.Collect(ctx, sink)
 		})
 	}()
+	j.size = len(sink.Samples())
 	results <- result{j: j, samples: sink.Samples(), err: err, duration: time.Since(start)}
 }
 
