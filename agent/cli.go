@@ -31,10 +31,11 @@ var Version = "dev"
 type CLI struct {
 	Config string `help:"YAML config file; every flag can be set there under its own name." default:"/etc/picket/picket.yaml" placeholder:"FILE"`
 
-	Interval time.Duration `help:"Collect every INTERVAL, on wall-clock multiples of it." default:"10s"`
-	Timeout  time.Duration `help:"Deadline of each collector within a tick; at most 80% of --interval is used." default:"5s"`
-	Prefix   string        `help:"First node(s) of every Graphite path (Hosted Graphite: <api-key>.hosts)." default:"hosts"`
-	Hostname string        `help:"Host node of every path (default: the short host name)."`
+	Interval        time.Duration `help:"Collect every INTERVAL, on wall-clock multiples of it." default:"10s"`
+	Timeout         time.Duration `help:"Deadline of each collector within a tick; at most 80% of --interval is used." default:"5s"`
+	ShutdownTimeout time.Duration `help:"On SIGTERM or SIGINT, how long to wait for the tick in flight before exiting anyway." default:"10s"`
+	Prefix          string        `help:"First node(s) of every Graphite path (Hosted Graphite: <api-key>.hosts)." default:"hosts"`
+	Hostname        string        `help:"Host node of every path (default: the short host name)."`
 
 	Path struct {
 		Procfs string `help:"procfs to read (the host's, mounted into a container)." default:"/proc" placeholder:"DIR"`
@@ -157,6 +158,9 @@ func (c *CLI) validate(ctx *kong.Context) error {
 	}
 	if c.Timeout <= 0 {
 		return c.optionError(ctx, "timeout", fmt.Errorf("must be positive, got %s", c.Timeout))
+	}
+	if c.ShutdownTimeout <= 0 {
+		return c.optionError(ctx, "shutdown-timeout", fmt.Errorf("must be positive, got %s", c.ShutdownTimeout))
 	}
 	if c.Prefix == "" {
 		return c.optionError(ctx, "prefix", errors.New("must not be empty"))

@@ -49,8 +49,24 @@ func (RunCmd) Run(cli *CLI, env *Env) error {
 	if err != nil {
 		return err
 	}
-	cli.logger(env.Stderr).Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
-	return s.Run(env.Ctx)
+	log := cli.logger(env.Stderr)
+	log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
+	done := make(chan error, 1)
+	go func() { done <- s.Run(env.Ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-env.Ctx.Done():
+	}
+	// The tick in flight may be stuck writing to a reader that stopped reading: exit
+	// within the bound even so, so that a supervisor's stop never has to kill picket.
+	select {
+	case err := <-done:
+		log.Info("picket stopped")
+		return err
+	case <-time.After(cli.ShutdownTimeout):
+		return fmt.Errorf("the tick in flight did not finish within --shutdown-timeout %s; exiting", cli.ShutdownTimeout)
+	}
 }
 
 // OnceCmd is `picket once`.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -234,5 +237,58 @@ func TestRunTicks(t *testing.T) {
 	// A tick's lines come out together, in one write: no timestamp may reappear later.
 	if len(perTick) != len(ticks) {
 		t.Errorf("a timestamp reappeared after the next tick started: %v", ticks)
+	}
+}
+
+// TestShutdownWithStuckStdout: a reader that stopped reading blocks the tick's write, and
+// SIGTERM still ends picket, after --shutdown-timeout, with a non-zero status saying why.
+func TestShutdownWithStuckStdout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The smallest pipe: the first batch fills it and the write blocks.
+	size, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, binary, "run", "--interval", "1s", "--shutdown-timeout", "1s", "--config", cfg)
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	for {
+		n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= size {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the pipe never filled: %d of %d bytes", n, size)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\nstderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "did not finish within --shutdown-timeout 1s") {
+		t.Errorf("stderr does not say why:\n%s", stderr.String())
 	}
 }
