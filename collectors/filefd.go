@@ -1,12 +1,9 @@
 package collectors
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -27,41 +24,28 @@ func newFilefd(o Options) (Collector, error) {
 }
 
 func (c *filefdCollector) Collect(_ context.Context, s *metric.Sink) error {
-	f, err := os.Open(c.path)
+	v, err := readProcFile(c.path, parseFileNr)
 	if err != nil {
-		return procFileErr(c.path, err)
+		return err
 	}
-	defer f.Close()
-	allocated, maximum, err := parseFileNr(f)
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	s.Gauge("allocated", float64(allocated))
-	s.Gauge("maximum", float64(maximum))
+	s.Gauge("allocated", float64(v[0]))
+	s.Gauge("maximum", float64(v[2]))
 	return nil
 }
 
 // parseFileNr reads /proc/sys/fs/file-nr, one line "<allocated> <free> <maximum>". The
-// middle field has been 0 since Linux 2.6 (freed handles go straight back), so it is
-// checked but not returned.
-func parseFileNr(r io.Reader) (allocated, maximum uint64, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Split(scanKernelLines)
-	if !sc.Scan() {
-		if err := sc.Err(); err != nil {
-			return 0, 0, fmt.Errorf("line 1: %w", err)
-		}
-		return 0, 0, errEmptyFile
-	}
-	f := bytes.Fields(sc.Bytes())
-	if len(f) != 3 {
-		return 0, 0, fmt.Errorf("line 1: want \"allocated free maximum\", got %.60q", sc.Bytes())
-	}
+// middle field has been 0 since Linux 2.6 (freed handles go straight back) and is not
+// reported.
+func parseFileNr(r io.Reader) ([3]uint64, error) {
 	var v [3]uint64
+	f, err := firstLineFields(r, "allocated free maximum")
+	if err != nil {
+		return v, err
+	}
 	for i, b := range f {
 		if v[i], err = strconv.ParseUint(string(b), 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("line 1: field %d: %w", i+1, err)
+			return [3]uint64{}, fmt.Errorf("line 1: field %d: %w", i+1, err)
 		}
 	}
-	return v[0], v[2], nil
+	return v, nil
 }

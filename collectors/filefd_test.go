@@ -21,10 +21,10 @@ func TestParseFileNr(t *testing.T) {
 		{name: "negative", in: "1\t-1\t2\n", wantErr: "line 1: field 2: strconv.ParseUint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			allocated, maximum, err := parseFileNr(strings.NewReader(tc.in))
+			v, err := parseFileNr(strings.NewReader(tc.in))
 			checkErr(t, err, tc.wantErr)
-			if allocated != tc.allocated || maximum != tc.maximum {
-				t.Errorf("got %d %d, want %d %d", allocated, maximum, tc.allocated, tc.maximum)
+			if v[0] != tc.allocated || v[2] != tc.maximum {
+				t.Errorf("got %d %d, want %d %d", v[0], v[2], tc.allocated, tc.maximum)
 			}
 		})
 	}
@@ -35,9 +35,9 @@ func FuzzParseFileNr(f *testing.F) {
 	f.Add("592\t0\t24")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, in string) {
-		allocated, maximum, err := parseFileNr(strings.NewReader(in))
-		if err != nil && (allocated != 0 || maximum != 0) {
-			t.Errorf("%q: values %d %d with error %v", in, allocated, maximum, err)
+		v, err := parseFileNr(strings.NewReader(in))
+		if err != nil && v != [3]uint64{} {
+			t.Errorf("%q: values %v with error %v", in, v, err)
 		}
 	})
 }

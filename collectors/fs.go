@@ -1,13 +1,11 @@
 package collectors
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -167,26 +165,22 @@ func waitStatfs(ctx context.Context, call *statfsCall) bool {
 // visible there, which hides any below it or bound to the same point), minus excluded
 // mount points and filesystem types.
 func (c *fsCollector) readMounts() ([]fsMount, error) {
-	var f *os.File
-	var first error
-	for _, name := range c.mountFiles {
-		var err error
-		f, err = os.Open(name)
-		if first == nil {
+	var (
+		all        []fsMount
+		err, first error
+	)
+	for i, name := range c.mountFiles {
+		all, err = readProcFile(name, parseMounts)
+		if i == 0 {
 			first = err
 		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 			break
 		}
 	}
-	if f == nil {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		// Init's table is the one that matters; say why it could not be read.
 		return nil, first
-	}
-	defer f.Close()
-	all, err := parseMounts(f)
-	if err != nil {
-		err = fmt.Errorf("parsing %s %w", f.Name(), err)
 	}
 	at := make(map[string]int, len(all))
 	uniq := all[:0]
@@ -218,17 +212,13 @@ type fsMount struct {
 }
 
 // parseMounts parses /proc/<pid>/mounts ("device mountpoint fstype options dump pass").
-// It returns the lines parsed before the first bad one; errors start with the line number
-// so the caller can name the file in front of it.
+// It returns the lines parsed before the first bad one with the error.
 func parseMounts(r io.Reader) ([]fsMount, error) {
 	var ms []fsMount
-	sc := bufio.NewScanner(r)
-	n := 0
-	for sc.Scan() {
-		n++
-		fields := strings.Fields(sc.Text())
+	err := scanLines(r, func(line []byte) error {
+		fields := strings.Fields(string(line))
 		if len(fields) < 4 {
-			return ms, fmt.Errorf("line %d: %d fields, want at least 4", n, len(fields))
+			return fmt.Errorf("%d fields, want at least 4", len(fields))
 		}
 		m := fsMount{point: unescapeMountField(fields[1]), fstype: fields[2]}
 		for o := range strings.SplitSeq(fields[3], ",") {
@@ -238,11 +228,9 @@ func parseMounts(r io.Reader) ([]fsMount, error) {
 			}
 		}
 		ms = append(ms, m)
-	}
-	if err := sc.Err(); err != nil {
-		return ms, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	return ms, nil
+		return nil
+	})
+	return ms, err
 }
 
 // unescapeMountField undoes the kernel's escaping of space, tab, newline and backslash in

@@ -293,7 +293,7 @@ func TestParseMounts(t *testing.T) {
 		want     []fsMount
 		err      string
 	}{
-		{name: "empty"},
+		{name: "empty", err: "empty file"},
 		{
 			name: "real",
 			in:   "/dev/sda1 / ext4 rw,relatime 0 0\n/dev/sdb1 /mnt/backup\\040disk ext4 ro,nosuid 0 0\n",
@@ -312,6 +312,12 @@ func TestParseMounts(t *testing.T) {
 		{
 			name: "truncated",
 			in:   "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /da",
+			want: []fsMount{{point: "/", fstype: "ext4"}},
+			err:  "line 2: no newline at end: file truncated",
+		},
+		{
+			name: "short line",
+			in:   "/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /data\n",
 			want: []fsMount{{point: "/", fstype: "ext4"}},
 			err:  "line 2: 2 fields, want at least 4",
 		},

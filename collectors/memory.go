@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/picket-agent/picket/agent/metric"
 )
@@ -38,12 +39,8 @@ func newMemory(o Options) (Collector, error) {
 }
 
 func (c *memoryCollector) Collect(_ context.Context, s *metric.Sink) error {
-	f, err := os.Open(c.path)
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	defer f.Close()
-	fields, err := parseMeminfo(f)
+	fields, err := readProcFile(c.path, parseMeminfo)
+	errs := []error{err}
 	for _, fl := range fields {
 		name, ok := c.names[fl.Name]
 		if !ok {
@@ -54,15 +51,12 @@ func (c *memoryCollector) Collect(_ context.Context, s *metric.Sink) error {
 			c.names[fl.Name] = name
 		}
 		if name == "" {
-			err = errors.Join(err, fmt.Errorf("key %q has no letters or digits", fl.Name))
+			errs = append(errs, fmt.Errorf("parsing %s: key %q has no letters or digits", c.path, fl.Name))
 			continue
 		}
 		s.Gauge(name, fl.Value)
 	}
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // meminfoField is one line of /proc/meminfo: the kernel's key and the value in base units.
@@ -76,36 +70,27 @@ type meminfoField struct {
 // before it with the error, so the caller can keep them.
 func parseMeminfo(r io.Reader) ([]meminfoField, error) {
 	var fields []meminfoField
-	sc := bufio.NewScanner(r)
-	sc.Split(scanKernelLines)
-	n := 0
-	for sc.Scan() {
-		n++
-		key, rest, ok := bytes.Cut(sc.Bytes(), []byte(":"))
+	err := scanLines(r, func(line []byte) error {
+		key, rest, ok := bytes.Cut(line, []byte(":"))
 		vu := bytes.Fields(rest)
 		if !ok || len(key) == 0 || len(vu) < 1 || len(vu) > 2 {
-			return fields, fmt.Errorf("line %d: want \"Key: value [kB]\", got %.60q", n, sc.Bytes())
+			return fmt.Errorf("want \"Key: value [kB]\", got %.60q", line)
 		}
 		v, err := strconv.ParseUint(string(vu[0]), 10, 64)
 		if err != nil {
-			return fields, fmt.Errorf("line %d: %s: %w", n, key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
 		f := meminfoField{Name: string(key), Value: float64(v)}
 		if len(vu) == 2 {
 			if string(vu[1]) != "kB" {
-				return fields, fmt.Errorf("line %d: %s: unit %.20q is not kB", n, key, vu[1])
+				return fmt.Errorf("%s: unit %.20q is not kB", key, vu[1])
 			}
 			f.Value *= 1024
 		}
 		fields = append(fields, f)
-	}
-	if err := sc.Err(); err != nil {
-		return fields, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	if n == 0 {
-		return nil, errEmptyFile
-	}
-	return fields, nil
+		return nil
+	})
+	return fields, err
 }
 
 // meminfoName turns a meminfo key into snake_case (the rule is in memorySeries). Every
@@ -148,6 +133,72 @@ func meminfoName(key string) string {
 
 func isUpperASCII(c byte) bool { return 'A' <= c && c <= 'Z' }
 func isLowerASCII(c byte) bool { return 'a' <= c && c <= 'z' }
+
+// The kernel's text files under /proc are read with the helpers below: readProcFile opens
+// one and names it in any error, scanLines walks its lines, firstLineFields splits a
+// one-line file.
+
+// readProcFile opens path and hands it to parse. What parse returns is kept with its
+// error, so the caller can add the values read before a bad line; the error names path
+// once, "reading" for I/O and "parsing" for content (procFileErr).
+func readProcFile[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, procFileErr(path, err)
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return v, procFileErr(path, err)
+	}
+	return v, nil
+}
+
+// scanLines calls fn with each line of r, a file the kernel writes, without its newline;
+// the line is only valid during the call. It stops at fn's first error, at a read error
+// and at a last line without a newline (the file was cut short), and returns that error
+// prefixed with the line number. A file without a single line is errEmptyFile: every
+// file read this way has at least one.
+func scanLines(r io.Reader, fn func(line []byte) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Split(scanKernelLines)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := fn(sc.Bytes()); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w", n+1, err)
+	}
+	if n == 0 {
+		return errEmptyFile
+	}
+	return nil
+}
+
+// firstLineFields returns the fields of the first line of r, a one-line file the kernel
+// writes. layout names the fields, space-separated ("uptime idle"): there must be exactly
+// that many.
+func firstLineFields(r io.Reader, layout string) ([][]byte, error) {
+	var fields [][]byte
+	err := scanLines(r, func(line []byte) error {
+		if fields != nil {
+			return nil
+		}
+		// Cloned: the scanner reuses line's bytes for the next line.
+		if fields = bytes.Fields(bytes.Clone(line)); len(fields) != strings.Count(layout, " ")+1 {
+			return fmt.Errorf("want %q, got %.60q", layout, line)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fields, nil
+}
 
 // errEmptyFile is a source file with no lines at all.
 var errEmptyFile = errors.New("empty file")

@@ -1,15 +1,13 @@
 package collectors
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/picket-agent/picket/agent/metric"
 )
@@ -56,12 +54,7 @@ func newNet(o Options) (Collector, error) {
 // Collect reads /proc/net/dev. procfs has a parser for it, but one that indexes the
 // columns without counting them first and so panics on a short line.
 func (c *netCollector) Collect(_ context.Context, s *metric.Sink) error {
-	f, err := os.Open(c.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	devs, err := parseNetDev(f)
+	devs, err := readProcFile(c.path, parseNetDev)
 	for _, d := range devs {
 		if !c.filter.keep(d.name) {
 			continue
@@ -71,10 +64,7 @@ func (c *netCollector) Collect(_ context.Context, s *metric.Sink) error {
 			s.Counter(netDevFields[i], float64(v), l...)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("parsing %s %w", c.path, err)
-	}
-	return nil
+	return err
 }
 
 // netDev is one interface's line of /proc/net/dev.
@@ -84,42 +74,36 @@ type netDev struct {
 }
 
 // parseNetDev parses /proc/net/dev: two header lines, then "name: 16 counters" per
-// interface. It returns the lines parsed before the first bad one; errors start with the
-// line number so the caller can name the file in front of it.
+// interface. It returns the lines parsed before the first bad one with the error.
 func parseNetDev(r io.Reader) ([]netDev, error) {
 	var devs []netDev
-	sc := bufio.NewScanner(r)
 	n := 0
-	for sc.Scan() {
-		n++
-		if n <= 2 {
-			continue
+	err := scanLines(r, func(line []byte) error {
+		if n++; n <= 2 {
+			return nil
 		}
-		line := sc.Text()
 		// The name can itself contain ':' (an alias like eth0:1), the counters cannot.
-		i := strings.LastIndexByte(line, ':')
+		i := bytes.LastIndexByte(line, ':')
 		if i < 0 {
-			return devs, fmt.Errorf("line %d: no colon after the interface name", n)
+			return errors.New("no colon after the interface name")
 		}
-		d := netDev{name: strings.TrimSpace(line[:i])}
+		d := netDev{name: string(bytes.TrimSpace(line[:i]))}
 		if d.name == "" {
-			return devs, fmt.Errorf("line %d: empty interface name", n)
+			return errors.New("empty interface name")
 		}
-		fields := strings.Fields(line[i+1:])
+		fields := bytes.Fields(line[i+1:])
 		if len(fields) != len(d.values) {
-			return devs, fmt.Errorf("line %d: %d counters for %s, want %d", n, len(fields), d.name, len(d.values))
+			return fmt.Errorf("%d counters for %s, want %d", len(fields), d.name, len(d.values))
 		}
 		for j, f := range fields {
-			v, err := strconv.ParseUint(f, 10, 64)
+			v, err := strconv.ParseUint(string(f), 10, 64)
 			if err != nil {
-				return devs, fmt.Errorf("line %d: %s %s %q: %w", n, d.name, netDevFields[j], f, errors.Unwrap(err))
+				return fmt.Errorf("%s %s %q: %w", d.name, netDevFields[j], f, errors.Unwrap(err))
 			}
 			d.values[j] = v
 		}
 		devs = append(devs, d)
-	}
-	if err := sc.Err(); err != nil {
-		return devs, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	return devs, nil
+		return nil
+	})
+	return devs, err
 }

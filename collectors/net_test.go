@@ -17,7 +17,7 @@ func TestParseNetDev(t *testing.T) {
 		want     []netDev
 		err      string
 	}{
-		{name: "empty"},
+		{name: "empty", err: "empty file"},
 		{name: "header only", in: netDevHeader},
 		{
 			name: "real",
@@ -35,7 +35,18 @@ func TestParseNetDev(t *testing.T) {
 			name: "truncated",
 			in:   netDevHeader + "    lo:    3193      29    0    0    0     0          0         0     3193      29    0    0    0     0       0          0\n  eth0: 131 7",
 			want: []netDev{lo},
-			err:  "line 4: 2 counters for eth0, want 16",
+			err:  "line 4: no newline at end: file truncated",
+		},
+		{
+			// Every counter there, the last one cut short: a value that lost digits.
+			name: "truncated in the last counter",
+			in:   netDevHeader + "eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 1",
+			err:  "line 3: no newline at end: file truncated",
+		},
+		{
+			name: "short line",
+			in:   netDevHeader + "eth0: 131 7\n",
+			err:  "line 3: 2 counters for eth0, want 16",
 		},
 		{
 			name: "garbage",

@@ -1,12 +1,10 @@
 package collectors
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,12 +72,7 @@ func (c *netstatCollector) Collect(_ context.Context, s *metric.Sink) error {
 }
 
 func (c *netstatCollector) collectFile(path string, s *metric.Sink) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tables, err := parseNetstat(f)
+	tables, err := readProcFile(path, parseNetstat)
 	for _, t := range tables {
 		if !netstatTables[t.proto] {
 			continue
@@ -97,10 +90,7 @@ func (c *netstatCollector) collectFile(path string, s *metric.Sink) error {
 			s.Counter(netstatName(name), t.values[i], l...)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("parsing %s %w", path, err)
-	}
-	return nil
+	return err
 }
 
 // netstatTable is one table of /proc/net/snmp or /proc/net/netstat.
@@ -112,50 +102,49 @@ type netstatTable struct {
 
 // parseNetstat parses the format /proc/net/snmp and /proc/net/netstat share: each table is
 // a line of field names and a line of values, both starting with "Table:". It returns the
-// tables parsed before the first bad one; errors start with the line number so the caller
-// can name the file in front of it.
+// tables parsed before the first bad one with the error.
 func parseNetstat(r io.Reader) ([]netstatTable, error) {
-	var tables []netstatTable
-	sc := bufio.NewScanner(r)
-	n := 0
-	for sc.Scan() {
+	var (
+		tables []netstatTable
+		names  []string // of the table whose values come next; nil between tables
+		n      int
+	)
+	err := scanLines(r, func(line []byte) error {
 		n++
-		names := strings.Fields(sc.Text())
-		if len(names) == 0 {
-			return tables, fmt.Errorf("line %d: empty", n)
-		}
-		proto, ok := strings.CutSuffix(names[0], ":")
-		if !ok || proto == "" {
-			return tables, fmt.Errorf("line %d: %q does not start a table", n, names[0])
-		}
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				return tables, fmt.Errorf("line %d: %w", n+1, err)
+		fields := strings.Fields(string(line))
+		if names == nil {
+			if len(fields) == 0 {
+				return errors.New("empty")
 			}
-			return tables, fmt.Errorf("line %d: %s values missing", n+1, proto)
+			if proto, ok := strings.CutSuffix(fields[0], ":"); !ok || proto == "" {
+				return fmt.Errorf("%q does not start a table", fields[0])
+			}
+			names = fields
+			return nil
 		}
-		n++
-		values := strings.Fields(sc.Text())
-		if len(values) == 0 || values[0] != names[0] {
-			return tables, fmt.Errorf("line %d: %s values missing", n, proto)
+		proto := strings.TrimSuffix(names[0], ":")
+		if len(fields) == 0 || fields[0] != names[0] {
+			return fmt.Errorf("%s values missing", proto)
 		}
-		if len(values) != len(names) {
-			return tables, fmt.Errorf("line %d: %s has %d names but %d values", n, proto, len(names)-1, len(values)-1)
+		if len(fields) != len(names) {
+			return fmt.Errorf("%s has %d names but %d values", proto, len(names)-1, len(fields)-1)
 		}
-		t := netstatTable{proto: proto, names: names[1:], values: make([]float64, len(values)-1)}
-		for i, v := range values[1:] {
+		t := netstatTable{proto: proto, names: names[1:], values: make([]float64, len(fields)-1)}
+		for i, v := range fields[1:] {
 			f, err := parseNetstatValue(v)
 			if err != nil {
-				return tables, fmt.Errorf("line %d: %s %s %q: %w", n, proto, t.names[i], v, err)
+				return fmt.Errorf("%s %s %q: %w", proto, t.names[i], v, err)
 			}
 			t.values[i] = f
 		}
 		tables = append(tables, t)
+		names = nil
+		return nil
+	})
+	if err == nil && names != nil {
+		err = fmt.Errorf("line %d: %s values missing", n+1, strings.TrimSuffix(names[0], ":"))
 	}
-	if err := sc.Err(); err != nil {
-		return tables, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	return tables, nil
+	return tables, err
 }
 
 // parseNetstatValue parses a decimal integer: the kernel prints counters as unsigned

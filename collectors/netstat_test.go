@@ -15,11 +15,12 @@ func TestParseNetstat(t *testing.T) {
 		want     []netstatTable
 		err      string
 	}{
-		{name: "empty"},
+		{name: "empty", err: "empty file"},
 		{name: "real", in: tcpLines + "Udp: InDatagrams\nUdp: 7\n", want: []netstatTable{tcp, {proto: "Udp", names: []string{"InDatagrams"}, values: []float64{7}}}},
 		{name: "table without fields", in: "Tcp:\nTcp:\n", want: []netstatTable{{proto: "Tcp", names: []string{}, values: []float64{}}}},
 		{name: "truncated after names", in: tcpLines + "Udp: InDatagrams NoPorts\n", want: []netstatTable{tcp}, err: "line 4: Udp values missing"},
-		{name: "truncated values", in: tcpLines + "Udp: InDatagrams NoPorts\nUdp: 7", want: []netstatTable{tcp}, err: "line 4: Udp has 2 names but 1 values"},
+		{name: "truncated values", in: tcpLines + "Udp: InDatagrams NoPorts\nUdp: 7 1", want: []netstatTable{tcp}, err: "line 4: no newline at end: file truncated"},
+		{name: "short values", in: tcpLines + "Udp: InDatagrams NoPorts\nUdp: 7\n", want: []netstatTable{tcp}, err: "line 4: Udp has 2 names but 1 values"},
 		{name: "values of another table", in: "Tcp: A\nUdp: 1\n", err: "line 2: Tcp values missing"},
 		{name: "garbage", in: "\x00\x01\xff\n", err: "line 1: \"\\x00\\x01\\xff\" does not start a table"},
 		{name: "blank line", in: tcpLines + "\n", want: []netstatTable{tcp}, err: "line 3: empty"},

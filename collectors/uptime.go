@@ -1,12 +1,9 @@
 package collectors
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -29,41 +26,29 @@ func newUptime(o Options) (Collector, error) {
 }
 
 func (c *uptimeCollector) Collect(_ context.Context, s *metric.Sink) error {
-	f, err := os.Open(c.path)
+	t, err := readProcFile(c.path, parseUptime)
 	if err != nil {
-		return procFileErr(c.path, err)
+		return err
 	}
-	defer f.Close()
-	up, idle, err := parseUptime(f)
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	s.Gauge("seconds", up)
-	s.Counter("idle_seconds", idle)
+	s.Gauge("seconds", t[0])
+	s.Counter("idle_seconds", t[1])
 	return nil
 }
 
 // parseUptime reads /proc/uptime, one line "<uptime> <idle>" in seconds with two decimals.
-func parseUptime(r io.Reader) (up, idle float64, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Split(scanKernelLines)
-	if !sc.Scan() {
-		if err := sc.Err(); err != nil {
-			return 0, 0, fmt.Errorf("line 1: %w", err)
-		}
-		return 0, 0, errEmptyFile
+func parseUptime(r io.Reader) ([2]float64, error) {
+	var t [2]float64
+	f, err := firstLineFields(r, "uptime idle")
+	if err != nil {
+		return t, err
 	}
-	f := bytes.Fields(sc.Bytes())
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("line 1: want \"uptime idle\", got %.60q", sc.Bytes())
+	if t[0], err = parseSeconds(f[0]); err != nil {
+		return [2]float64{}, fmt.Errorf("line 1: uptime: %w", err)
 	}
-	if up, err = parseSeconds(f[0]); err != nil {
-		return 0, 0, fmt.Errorf("line 1: uptime: %w", err)
+	if t[1], err = parseSeconds(f[1]); err != nil {
+		return [2]float64{}, fmt.Errorf("line 1: idle: %w", err)
 	}
-	if idle, err = parseSeconds(f[1]); err != nil {
-		return 0, 0, fmt.Errorf("line 1: idle: %w", err)
-	}
-	return up, idle, nil
+	return t, nil
 }
 
 // parseSeconds parses a kernel time in seconds. ParseFloat alone would take "NaN", "Inf"

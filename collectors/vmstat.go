@@ -1,12 +1,10 @@
 package collectors
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,12 +28,7 @@ func newVmstat(o Options) (Collector, error) {
 }
 
 func (c *vmstatCollector) Collect(_ context.Context, s *metric.Sink) error {
-	f, err := os.Open(c.path)
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	defer f.Close()
-	fields, err := parseVmstat(f)
+	fields, err := readProcFile(c.path, parseVmstat)
 	for _, fl := range fields {
 		if vmstatIsGauge(fl.Name) {
 			s.Gauge(fl.Name, float64(fl.Value))
@@ -43,10 +36,7 @@ func (c *vmstatCollector) Collect(_ context.Context, s *metric.Sink) error {
 			s.Counter(fl.Name, float64(fl.Value))
 		}
 	}
-	if err != nil {
-		return procFileErr(c.path, err)
-	}
-	return nil
+	return err
 }
 
 // vmstatIsGauge says whether a /proc/vmstat field is a current amount rather than an event
@@ -74,26 +64,17 @@ type vmstatField struct {
 // returns the fields before it with the error, so the caller can keep them.
 func parseVmstat(r io.Reader) ([]vmstatField, error) {
 	fields := make([]vmstatField, 0, 256)
-	sc := bufio.NewScanner(r)
-	sc.Split(scanKernelLines)
-	n := 0
-	for sc.Scan() {
-		n++
-		name, val, ok := bytes.Cut(sc.Bytes(), []byte(" "))
+	err := scanLines(r, func(line []byte) error {
+		name, val, ok := bytes.Cut(line, []byte(" "))
 		if !ok || len(name) == 0 || len(val) == 0 {
-			return fields, fmt.Errorf("line %d: want \"name value\", got %.60q", n, sc.Bytes())
+			return fmt.Errorf("want \"name value\", got %.60q", line)
 		}
 		v, err := strconv.ParseUint(string(val), 10, 64)
 		if err != nil {
-			return fields, fmt.Errorf("line %d: %s: %w", n, name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		fields = append(fields, vmstatField{Name: string(name), Value: v})
-	}
-	if err := sc.Err(); err != nil {
-		return fields, fmt.Errorf("line %d: %w", n+1, err)
-	}
-	if n == 0 {
-		return nil, errEmptyFile
-	}
-	return fields, nil
+		return nil
+	})
+	return fields, err
 }
