@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/picket-agent/picket/agent/metric"
@@ -58,7 +60,10 @@ func (c *cpuCollector) Collect(_ context.Context, s *metric.Sink) error {
 	}
 	errs := []error{addCPUTimes(s, st.CPUTotal, c.total)}
 	if c.perCPU {
-		for n, t := range st.CPU {
+		// procfs hands the CPUs over as a map: sort them, so every tick writes them in the
+		// same order (and errors name the lowest failing CPU first).
+		for _, n := range slices.Sorted(maps.Keys(st.CPU)) {
+			t := st.CPU[n]
 			l, ok := c.perCPULabels[n]
 			if !ok {
 				l = []metric.Label{{Key: "cpu", Value: strconv.FormatInt(n, 10)}}
