@@ -1,13 +1,16 @@
 package collectors
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"regexp"
+	"strconv"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/prometheus/procfs/blockdevice"
 )
 
 var diskSeries = []Series{
@@ -39,7 +42,6 @@ const (
 )
 
 type diskCollector struct {
-	fs     blockdevice.FS
 	path   string
 	filter deviceFilter
 }
@@ -49,50 +51,95 @@ func newDisk(o Options) (Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs, err := blockdevice.NewFS(o.ProcFS, o.SysFS)
-	if err != nil {
-		return nil, err
-	}
-	return &diskCollector{fs: fs, path: filepath.Join(o.ProcFS, "diskstats"), filter: f}, nil
+	return &diskCollector{path: filepath.Join(o.ProcFS, "diskstats"), filter: f}, nil
 }
 
 // Collect reads /proc/diskstats. Whole devices are told from partitions by name, through
 // the default exclude pattern, as node_exporter does.
 func (c *diskCollector) Collect(_ context.Context, s *metric.Sink) error {
-	stats, err := c.fs.ProcDiskstats()
+	stats, err := readProcFile(c.path, parseDiskstats)
+	if errors.Is(err, errEmptyFile) {
+		// The kernel lists no line at all on a host without block devices.
+		err = nil
+	}
 	for _, d := range stats {
-		if !c.filter.keep(d.DeviceName) {
+		if !c.filter.keep(d.name) {
 			continue
 		}
-		l := []metric.Label{{Key: "dev", Value: d.DeviceName}}
-		s.Counter("reads_completed", float64(d.ReadIOs), l...)
-		s.Counter("reads_merged", float64(d.ReadMerges), l...)
-		s.Counter("read_bytes", float64(d.ReadSectors)*diskSectorBytes, l...)
-		s.Counter("read_time_seconds", float64(d.ReadTicks)/diskTicksPerSecond, l...)
-		s.Counter("writes_completed", float64(d.WriteIOs), l...)
-		s.Counter("writes_merged", float64(d.WriteMerges), l...)
-		s.Counter("written_bytes", float64(d.WriteSectors)*diskSectorBytes, l...)
-		s.Counter("write_time_seconds", float64(d.WriteTicks)/diskTicksPerSecond, l...)
-		s.Gauge("io_now", float64(d.IOsInProgress), l...)
-		s.Counter("io_time_seconds", float64(d.IOsTotalTicks)/diskTicksPerSecond, l...)
-		s.Counter("io_time_weighted_seconds", float64(d.WeightedIOTicks)/diskTicksPerSecond, l...)
-		// IoStatsCount counts the columns the line had, name and numbers included: 14 before
-		// Linux 4.18, 18 with the discard columns, 20 with the flush columns of 5.5.
-		if d.IoStatsCount >= 18 {
-			s.Counter("discards_completed", float64(d.DiscardIOs), l...)
-			s.Counter("discards_merged", float64(d.DiscardMerges), l...)
-			s.Counter("discards_bytes", float64(d.DiscardSectors)*diskSectorBytes, l...)
-			s.Counter("discards_time_seconds", float64(d.DiscardTicks)/diskTicksPerSecond, l...)
+		v := &d.values
+		l := []metric.Label{{Key: "dev", Value: d.name}}
+		s.Counter("reads_completed", float64(v[0]), l...)
+		s.Counter("reads_merged", float64(v[1]), l...)
+		s.Counter("read_bytes", float64(v[2])*diskSectorBytes, l...)
+		s.Counter("read_time_seconds", float64(v[3])/diskTicksPerSecond, l...)
+		s.Counter("writes_completed", float64(v[4]), l...)
+		s.Counter("writes_merged", float64(v[5]), l...)
+		s.Counter("written_bytes", float64(v[6])*diskSectorBytes, l...)
+		s.Counter("write_time_seconds", float64(v[7])/diskTicksPerSecond, l...)
+		s.Gauge("io_now", float64(v[8]), l...)
+		s.Counter("io_time_seconds", float64(v[9])/diskTicksPerSecond, l...)
+		s.Counter("io_time_weighted_seconds", float64(v[10])/diskTicksPerSecond, l...)
+		if d.counters >= diskDiscardCounters {
+			s.Counter("discards_completed", float64(v[11]), l...)
+			s.Counter("discards_merged", float64(v[12]), l...)
+			s.Counter("discards_bytes", float64(v[13])*diskSectorBytes, l...)
+			s.Counter("discards_time_seconds", float64(v[14])/diskTicksPerSecond, l...)
 		}
-		if d.IoStatsCount >= 20 {
-			s.Counter("flushes_completed", float64(d.FlushRequestsCompleted), l...)
-			s.Counter("flushes_time_seconds", float64(d.TimeSpentFlushing)/diskTicksPerSecond, l...)
+		if d.counters >= diskFlushCounters {
+			s.Counter("flushes_completed", float64(v[15]), l...)
+			s.Counter("flushes_time_seconds", float64(v[16])/diskTicksPerSecond, l...)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("parsing %s: %w", c.path, err)
-	}
-	return nil
+	return err
+}
+
+// The counters a /proc/diskstats line has after major, minor and name: 11 before Linux
+// 4.18, 15 with the discard counters, 17 with the flush counters of 5.5.
+const (
+	diskBaseCounters    = 11
+	diskDiscardCounters = 15
+	diskFlushCounters   = 17
+)
+
+// diskstat is one line of /proc/diskstats.
+type diskstat struct {
+	name string
+	// counters is how many the line had, one of the counts above; values holds them in
+	// the kernel's order, zero past counters.
+	counters int
+	values   [diskFlushCounters]uint64
+}
+
+// parseDiskstats parses /proc/diskstats: "major minor name" and 11, 15 or 17 counters
+// (more, from a kernel newer than this code, are left out). procfs has a parser for it,
+// but one that drops a line cut short without a word. It returns the lines parsed before
+// the first bad one with the error.
+func parseDiskstats(r io.Reader) ([]diskstat, error) {
+	var stats []diskstat
+	err := scanLines(r, func(line []byte) error {
+		f := bytes.Fields(line)
+		if len(f) < 3 {
+			return fmt.Errorf("%d fields, want major, minor, name and counters", len(f))
+		}
+		d := diskstat{name: string(f[2]), counters: len(f) - 3}
+		switch {
+		case d.counters == diskBaseCounters, d.counters == diskDiscardCounters, d.counters >= diskFlushCounters:
+		default:
+			return fmt.Errorf("%s: %d counters, want %d, %d or %d", d.name, d.counters, diskBaseCounters, diskDiscardCounters, diskFlushCounters)
+		}
+		d.counters = min(d.counters, diskFlushCounters)
+		for i := range d.counters {
+			v, err := strconv.ParseUint(string(f[3+i]), 10, 64)
+			if err != nil {
+				// Numbered as in the kernel's Documentation/admin-guide/iostats.rst.
+				return fmt.Errorf("%s: field %d %q: %w", d.name, i+1, f[3+i], errors.Unwrap(err))
+			}
+			d.values[i] = v
+		}
+		stats = append(stats, d)
+		return nil
+	})
+	return stats, err
 }
 
 // deviceFilter keeps the device names an include/exclude pair lets through; the disk and
