@@ -13,7 +13,7 @@ var All = []Factory{
 	{Name: "net", Default: true, Help: "per-interface counters from /proc/net/dev", Series: netSeries, New: newNet},
 	{Name: "netstat", Default: true, Help: "protocol counters from /proc/net/snmp and /proc/net/netstat", Series: netstatSeries, New: newNetstat},
 	{Name: "pressure", Default: true, Help: "pressure stall time from /proc/pressure", Series: pressureSeries, New: newPressure},
-	{Name: "processes", Default: true, Help: "processes by state and threads", Series: processesSeries, New: newProcesses},
+	{Name: "processes", Default: false, Help: "processes and threads by state; off by default: it reads every /proc/<pid>/stat, the one collector whose cost grows with the host's process count", Series: processesSeries, New: newProcesses},
 	{Name: "sockstat", Default: true, Help: "sockets in use from /proc/net/sockstat", Series: sockstatSeries, New: newSockstat},
 	{Name: "stat", Default: true, Help: "context switches, forks, interrupts, procs, boot time from /proc/stat", Series: statSeries, New: newStat},
 	{Name: "uptime", Default: true, Help: "time since boot from /proc/uptime", Series: uptimeSeries, New: newUptime},

@@ -95,7 +95,7 @@ func TestOnceFixture(t *testing.T) {
 			t.Parallel()
 			out := picket(t, "once", "--format", format, "--hostname", "fixture",
 				"--path.procfs", "testdata/host/proc", "--path.sysfs", "testdata/host/sys",
-				"--no-collector.fs")
+				"--no-collector.fs", "--collector.processes")
 			got := normalize(out, format)
 			golden := filepath.Join("testdata", "once."+format+".golden")
 			if *update {
