@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/prometheus/procfs"
 )
 
 var conntrackSeries = []Series{
@@ -17,52 +18,50 @@ var conntrackSeries = []Series{
 }
 
 type conntrackCollector struct {
-	fs   procfs.FS
-	root string
+	count, max string
 }
 
 func newConntrack(o Options) (Collector, error) {
-	fs, err := procfs.NewFS(o.ProcFS)
-	if err != nil {
-		return nil, err
-	}
-	return &conntrackCollector{fs: fs, root: o.ProcFS}, nil
+	dir := filepath.Join(o.ProcFS, "sys", "net", "netfilter")
+	return &conntrackCollector{
+		count: filepath.Join(dir, "nf_conntrack_count"),
+		max:   filepath.Join(dir, "nf_conntrack_max"),
+	}, nil
 }
 
 // Collect reads /proc/sys/net/netfilter/nf_conntrack_count and nf_conntrack_max, which
 // exist only while the nf_conntrack module is loaded.
 func (c *conntrackCollector) Collect(_ context.Context, s *metric.Sink) error {
-	n, err := c.read("nf_conntrack_count")
+	err := addUintGauge(s, "entries", c.count)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: no %s (nf_conntrack not loaded)", ErrNoData, c.path("nf_conntrack_count"))
+		return fmt.Errorf("%w: no %s (nf_conntrack not loaded)", ErrNoData, c.count)
 	}
 	if err != nil {
 		return err
 	}
-	s.Gauge("entries", n)
-	limit, err := c.read("nf_conntrack_max")
+	return addUintGauge(s, "entries_limit", c.max)
+}
+
+// addUintGauge adds the one number of a /proc/sys file as the gauge field.
+func addUintGauge(s *metric.Sink, field, path string) error {
+	v, err := readProcFile(path, parseUintLine)
 	if err != nil {
 		return err
 	}
-	s.Gauge("entries_limit", limit)
+	s.Gauge(field, float64(v))
 	return nil
 }
 
-func (c *conntrackCollector) path(name string) string {
-	return filepath.Join(c.root, "sys", "net", "netfilter", name)
-}
-
-// read returns the single integer of a netfilter sysctl.
-func (c *conntrackCollector) read(name string) (float64, error) {
-	v, err := c.fs.SysctlInts("net.netfilter." + name)
-	if errors.Is(err, procfs.ErrFileParse) {
-		return 0, fmt.Errorf("parsing %s: %w", c.path(name), err)
-	}
+// parseUintLine reads a file whose one line is one unsigned decimal number, as most of
+// /proc/sys is.
+func parseUintLine(r io.Reader) (uint64, error) {
+	f, err := firstLineFields(r, "number")
 	if err != nil {
 		return 0, err
 	}
-	if len(v) != 1 {
-		return 0, fmt.Errorf("parsing %s: %d values, want 1", c.path(name), len(v))
+	v, err := strconv.ParseUint(string(f[0]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("line 1: %w", err)
 	}
-	return float64(v[0]), nil
+	return v, nil
 }

@@ -10,11 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/prometheus/procfs"
 )
 
 var processesSeries = []Series{
@@ -68,39 +66,27 @@ func processState(letter byte) int {
 const maxProcStat = 4096
 
 type processesCollector struct {
-	fs   procfs.FS
-	proc string
+	proc               string
+	pidMax, threadsMax string
 	// buf holds one /proc/<pid>/stat at a time, reused for every process of every tick.
 	buf []byte
 }
 
 func newProcesses(o Options) (Collector, error) {
-	pfs, err := procfs.NewFS(o.ProcFS)
-	if err != nil {
-		return nil, err
-	}
-	return &processesCollector{fs: pfs, proc: o.ProcFS, buf: make([]byte, maxProcStat)}, nil
+	return &processesCollector{
+		proc:       o.ProcFS,
+		pidMax:     filepath.Join(o.ProcFS, "sys", "kernel", "pid_max"),
+		threadsMax: filepath.Join(o.ProcFS, "sys", "kernel", "threads-max"),
+		buf:        make([]byte, maxProcStat),
+	}, nil
 }
 
 func (c *processesCollector) Collect(ctx context.Context, s *metric.Sink) error {
 	return errors.Join(
-		c.addSysctl(s, "kernel.pid_max", "pid_max"),
-		c.addSysctl(s, "kernel.threads-max", "threads_max"),
+		addUintGauge(s, "pid_max", c.pidMax),
+		addUintGauge(s, "threads_max", c.threadsMax),
 		c.scan(ctx, s),
 	)
-}
-
-func (c *processesCollector) addSysctl(s *metric.Sink, sysctl, field string) error {
-	path := filepath.Join(c.proc, "sys", filepath.FromSlash(strings.ReplaceAll(sysctl, ".", "/")))
-	v, err := c.fs.SysctlInts(sysctl)
-	if err != nil {
-		return procFileErr(path, err)
-	}
-	if len(v) != 1 {
-		return fmt.Errorf("parsing %s: want one number, got %d", path, len(v))
-	}
-	s.Gauge(field, float64(v[0]))
-	return nil
 }
 
 // scan counts every process in /proc by state, and their threads. Cut short by ctx or by
