@@ -11,8 +11,10 @@ LDFLAGS := -s -w -X github.com/picket-agent/picket/agent.Version=$(VERSION)
 GOFILES  = $(shell git ls-files --cached --others --exclude-standard '*.go')
 # Debian packages the tests need, by the command that shows each is there.
 DEB_NEEDS := gcc:gcc git:git
+# …and the baselines the benchmarks measure picket against.
+DEB_BENCH_NEEDS := prometheus-node-exporter:prometheus-node-exporter
 
-.PHONY: all build run once test deps lint tidy-check bench generate clean
+.PHONY: all build run once test deps apt-install lint tidy-check bench generate clean
 
 all: build
 
@@ -35,7 +37,11 @@ test: deps lint tidy-check
 ## deps: install the Debian packages the tests need, where missing
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go not found: install it at /usr/local/go" >&2; exit 1; }
-	@missing=""; for need in $(DEB_NEEDS); do \
+	@$(MAKE) --no-print-directory apt-install NEEDS="$(DEB_NEEDS)"
+
+# apt-install: install the packages of NEEDS (command:package pairs) whose command is missing
+apt-install:
+	@missing=""; for need in $(NEEDS); do \
 		command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -54,8 +60,9 @@ lint:
 tidy-check:
 	$(GO) mod tidy -diff
 
-## bench: every benchmark, 6 runs each; compare runs with benchstat
+## bench: every benchmark, 6 runs each, baselines included; compare runs with benchstat
 bench:
+	@$(MAKE) --no-print-directory apt-install NEEDS="$(DEB_BENCH_NEEDS)"
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
 
 ## generate: regenerate generated code (the BPF objects, once there are probes)

@@ -3,6 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,4 +87,83 @@ func TestTickAllocationsDoNotGrow(t *testing.T) {
 	if early == 0 {
 		t.Error("no allocations measured: the tick did nothing")
 	}
+}
+
+// nodeExporterArgs make node_exporter read what picket's default collectors read, all
+// fields included, so that one scrape and one tick do the same work.
+var nodeExporterArgs = []string{
+	"--collector.disable-defaults",
+	"--collector.cpu", "--collector.loadavg", "--collector.meminfo", "--collector.vmstat",
+	"--collector.stat", "--collector.netdev", "--collector.netstat", "--collector.sockstat",
+	"--collector.diskstats", "--collector.filesystem", "--collector.pressure",
+	"--collector.filefd", "--collector.conntrack",
+	"--collector.vmstat.fields=.*", "--collector.netstat.fields=.*",
+}
+
+// processCPU is a process's user+system CPU time from /proc/<pid>/stat.
+func processCPU(tb testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// BenchmarkNodeExporterScrape is the baseline for BenchmarkTick/host: Debian's
+// node_exporter, on this host, scraped over loopback. cpu-ms/scrape is node_exporter's own
+// CPU per scrape, read from /proc; run both in one `make bench` and compare medians.
+func BenchmarkNodeExporterScrape(b *testing.B) {
+	bin, err := exec.LookPath("prometheus-node-exporter")
+	if err != nil {
+		if os.Getenv("PICKET_REQUIRE_PRIVILEGED") != "" {
+			b.Fatal("prometheus-node-exporter not installed (make bench installs it)")
+		}
+		b.Skip("prometheus-node-exporter not installed (make bench installs it)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, nodeExporterArgs...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	url := "http://" + addr + "/metrics"
+	scrape := func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("node_exporter did not start listening:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	scrape() // first scrape warms node_exporter's caches, as a tick's first run does
+	start := processCPU(b, cmd.Process.Pid)
+	n := 0
+	for b.Loop() {
+		scrape()
+		n++
+	}
+	b.ReportMetric(float64(processCPU(b, cmd.Process.Pid)-start)/1e6/float64(n), "cpu-ms/scrape")
 }
