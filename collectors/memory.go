@@ -17,7 +17,7 @@ import (
 
 var memorySeries = []Series{
 	{Path: "memory.<field>", Kind: metric.Gauge, Unit: "bytes",
-		Help: "every kB field of /proc/meminfo, in bytes, named in snake_case: a word break before an upper-case letter that follows a lower-case one or starts a word after an acronym, before a digit that follows a letter, and for any other character; letters after a digit stay attached (MemTotal mem_total, Active(anon) active_anon, KReclaimable k_reclaimable, NFS_Unstable nfs_unstable, DirectMap2M direct_map_2m)"},
+		Help: "every kB field of /proc/meminfo, in bytes, named in snake_case: a word break before an upper-case letter that follows a lower-case one or starts a word after an acronym, before a digit that follows a lower-case letter, and for any other character (MemTotal mem_total, Active(anon) active_anon, KReclaimable k_reclaimable, NFS_Unstable nfs_unstable, DirectMap2M direct_map_2m)"},
 	{Path: "memory.huge_pages_total", Kind: metric.Gauge, Help: "huge pages in the pool (HugePages_Total), a count of pages of Hugepagesize"},
 	{Path: "memory.huge_pages_free", Kind: metric.Gauge, Help: "huge pages not yet allocated (HugePages_Free)"},
 	{Path: "memory.huge_pages_rsvd", Kind: metric.Gauge, Help: "huge pages reserved but not yet faulted in (HugePages_Rsvd)"},
@@ -25,31 +25,19 @@ var memorySeries = []Series{
 }
 
 type memoryCollector struct {
-	path string
-	// names caches meminfo keys turned into field names, so a tick converts nothing. The
-	// kernel's key set is fixed; the bound only guards against a file that keeps changing.
-	names map[string]string
+	path  string
+	names fieldNames
 }
 
-// maxMeminfoNames bounds memoryCollector.names at several times the kernel's ~60 keys.
-const maxMeminfoNames = 512
-
 func newMemory(o Options) (Collector, error) {
-	return &memoryCollector{path: filepath.Join(o.ProcFS, "meminfo"), names: map[string]string{}}, nil
+	return &memoryCollector{path: filepath.Join(o.ProcFS, "meminfo"), names: fieldNames{}}, nil
 }
 
 func (c *memoryCollector) Collect(_ context.Context, s *metric.Sink) error {
 	fields, err := readProcFile(c.path, parseMeminfo)
 	errs := []error{err}
 	for _, fl := range fields {
-		name, ok := c.names[fl.Name]
-		if !ok {
-			if len(c.names) >= maxMeminfoNames {
-				clear(c.names)
-			}
-			name = meminfoName(fl.Name)
-			c.names[fl.Name] = name
-		}
+		name := c.names.get(fl.Name)
 		if name == "" {
 			errs = append(errs, fmt.Errorf("parsing %s: key %q has no letters or digits", c.path, fl.Name))
 			continue
@@ -92,47 +80,6 @@ func parseMeminfo(r io.Reader) ([]meminfoField, error) {
 	})
 	return fields, err
 }
-
-// meminfoName turns a meminfo key into snake_case (the rule is in memorySeries). Every
-// character outside [A-Za-z0-9] breaks words, and runs of breaks collapse into one "_".
-func meminfoName(key string) string {
-	b := make([]byte, 0, len(key)+4)
-	brk := false
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		var prev, next byte
-		if i > 0 {
-			prev = key[i-1]
-		}
-		if i+1 < len(key) {
-			next = key[i+1]
-		}
-		switch {
-		case isUpperASCII(c):
-			if isLowerASCII(prev) || isUpperASCII(prev) && isLowerASCII(next) {
-				brk = true
-			}
-			c += 'a' - 'A'
-		case '0' <= c && c <= '9':
-			if isLowerASCII(prev) || isUpperASCII(prev) {
-				brk = true
-			}
-		case isLowerASCII(c):
-		default:
-			brk = true
-			continue
-		}
-		if brk && len(b) > 0 {
-			b = append(b, '_')
-		}
-		brk = false
-		b = append(b, c)
-	}
-	return string(b)
-}
-
-func isUpperASCII(c byte) bool { return 'A' <= c && c <= 'Z' }
-func isLowerASCII(c byte) bool { return 'a' <= c && c <= 'z' }
 
 // The kernel's text files under /proc are read with the helpers below: readProcFile opens
 // one and names it in any error, scanLines walks its lines, firstLineFields splits a

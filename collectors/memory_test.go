@@ -50,34 +50,6 @@ func TestParseMeminfo(t *testing.T) {
 	}
 }
 
-func TestMeminfoName(t *testing.T) {
-	for key, want := range map[string]string{
-		"MemTotal":        "mem_total",
-		"MemAvailable":    "mem_available",
-		"Active(anon)":    "active_anon",
-		"Inactive(file)":  "inactive_file",
-		"HugePages_Total": "huge_pages_total",
-		"Hugepagesize":    "hugepagesize",
-		"DirectMap4k":     "direct_map_4k",
-		"DirectMap2M":     "direct_map_2m",
-		"DirectMap1G":     "direct_map_1g",
-		"KReclaimable":    "k_reclaimable",
-		"SUnreclaim":      "s_unreclaim",
-		"NFS_Unstable":    "nfs_unstable",
-		"Committed_AS":    "committed_as",
-		"ShmemPmdMapped":  "shmem_pmd_mapped",
-		"SecPageTables":   "sec_page_tables",
-		"Percpu":          "percpu",
-		"()":              "",
-		"__a__b__":        "a_b",
-		"é":               "",
-	} {
-		if got := meminfoName(key); got != want {
-			t.Errorf("meminfoName(%q) = %q, want %q", key, got, want)
-		}
-	}
-}
-
 func FuzzParseMeminfo(f *testing.F) {
 	f.Add("MemTotal:       24684096 kB\nHugePages_Total:       0\n")
 	f.Add("Active(anon):       1544 kB\nDirectMap2M:     2068480 kB\n")
@@ -93,8 +65,8 @@ func FuzzParseMeminfo(f *testing.F) {
 			if !(fl.Value >= 0) {
 				t.Errorf("%s = %v", fl.Name, fl.Value)
 			}
-			if n := meminfoName(fl.Name); !snake.MatchString(n) {
-				t.Errorf("meminfoName(%q) = %q, not snake_case", fl.Name, n)
+			if n := snakeCase(fl.Name); !snake.MatchString(n) {
+				t.Errorf("snakeCase(%q) = %q, not snake_case", fl.Name, n)
 			}
 		}
 	})

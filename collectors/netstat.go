@@ -36,16 +36,20 @@ type netstatField struct {
 	div  float64
 }
 
-// netstatSpecial is keyed by the kernel's "Table.Field".
-var netstatSpecial = map[string]netstatField{
-	"Ip.Forwarding":                   {"forwarding", metric.Gauge, 1},
-	"Ip.DefaultTTL":                   {"default_ttl", metric.Gauge, 1},
-	"Tcp.CurrEstab":                   {"curr_estab", metric.Gauge, 1},
-	"Tcp.RtoAlgorithm":                {"rto_algorithm", metric.Gauge, 1},
-	"Tcp.RtoMin":                      {"rto_min_seconds", metric.Gauge, 1000},
-	"Tcp.RtoMax":                      {"rto_max_seconds", metric.Gauge, 1000},
-	"Tcp.MaxConn":                     {"max_conn", metric.Gauge, 1},
-	"TcpExt.TCPMemoryPressuresChrono": {"tcp_memory_pressures_chrono_seconds", metric.Counter, 1000},
+// netstatKey is a field as the kernel names it: table and field.
+type netstatKey struct{ table, field string }
+
+// netstatSpecial is keyed by the kernel's table and field; a struct key, not "Table.Field",
+// so that the lookup for each of some 300 fields a tick builds no string.
+var netstatSpecial = map[netstatKey]netstatField{
+	{"Ip", "Forwarding"}:                   {"forwarding", metric.Gauge, 1},
+	{"Ip", "DefaultTTL"}:                   {"default_ttl", metric.Gauge, 1},
+	{"Tcp", "CurrEstab"}:                   {"curr_estab", metric.Gauge, 1},
+	{"Tcp", "RtoAlgorithm"}:                {"rto_algorithm", metric.Gauge, 1},
+	{"Tcp", "RtoMin"}:                      {"rto_min_seconds", metric.Gauge, 1000},
+	{"Tcp", "RtoMax"}:                      {"rto_max_seconds", metric.Gauge, 1000},
+	{"Tcp", "MaxConn"}:                     {"max_conn", metric.Gauge, 1},
+	{"TcpExt", "TCPMemoryPressuresChrono"}: {"tcp_memory_pressures_chrono_seconds", metric.Counter, 1000},
 }
 
 // netstatTables are the tables reported. IcmpMsg is left out: its fields (InType3…) come
@@ -56,12 +60,14 @@ var netstatTables = map[string]bool{
 
 type netstatCollector struct {
 	snmp, netstat string
+	names         fieldNames
 }
 
 func newNetstat(o Options) (Collector, error) {
 	return &netstatCollector{
 		snmp:    filepath.Join(o.ProcFS, "net", "snmp"),
 		netstat: filepath.Join(o.ProcFS, "net", "netstat"),
+		names:   fieldNames{},
 	}, nil
 }
 
@@ -73,13 +79,14 @@ func (c *netstatCollector) Collect(_ context.Context, s *metric.Sink) error {
 
 func (c *netstatCollector) collectFile(path string, s *metric.Sink) error {
 	tables, err := readProcFile(path, parseNetstat)
+	errs := []error{err}
 	for _, t := range tables {
 		if !netstatTables[t.proto] {
 			continue
 		}
-		l := []metric.Label{{Key: "proto", Value: netstatName(t.proto)}}
+		l := []metric.Label{{Key: "proto", Value: c.names.get(t.proto)}}
 		for i, name := range t.names {
-			if sp, ok := netstatSpecial[t.proto+"."+name]; ok {
+			if sp, ok := netstatSpecial[netstatKey{t.proto, name}]; ok {
 				if sp.kind == metric.Gauge {
 					s.Gauge(sp.name, t.values[i]/sp.div, l...)
 				} else {
@@ -87,10 +94,15 @@ func (c *netstatCollector) collectFile(path string, s *metric.Sink) error {
 				}
 				continue
 			}
-			s.Counter(netstatName(name), t.values[i], l...)
+			field := c.names.get(name)
+			if field == "" {
+				errs = append(errs, fmt.Errorf("parsing %s: %s field %q has no letters or digits", path, t.proto, name))
+				continue
+			}
+			s.Counter(field, t.values[i], l...)
 		}
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // netstatTable is one table of /proc/net/snmp or /proc/net/netstat.
@@ -164,42 +176,78 @@ func parseNetstatValue(s string) (float64, error) {
 	return float64(v), nil
 }
 
-// netstatName turns the kernel's CamelCase into snake_case: a word starts at an upper-case
-// letter after a lower-case one or a digit, or at the last capital of an acronym followed
-// by a lower-case letter (ListenDrops → listen_drops, IPReversePathFilter →
-// ip_reverse_path_filter). Two kernel habits need a rule of their own: a plural acronym
-// keeps its "s" (DelayedACKs → delayed_acks, ReasmOKs → reasm_oks), and the TCP prefix of
-// TcpExt fields is run into the acronym after it (TCPSACKReneging → tcp_sack_reneging).
-func netstatName(kernel string) string {
+// snakeCase turns one of the kernel's CamelCase names into a field name. Every character
+// outside [A-Za-z0-9] breaks words, and runs of breaks collapse into one "_", with none at
+// either end. A new word also starts at:
+//   - an upper-case letter after a lower-case one (ListenDrops → listen_drops);
+//   - the last capital of an acronym, or of a number, when lower case follows
+//     (IPReversePathFilter → ip_reverse_path_filter, InECT1Pkts → in_ect1_pkts), unless
+//     that is a plural "s" ending the word (DelayedACKs → delayed_acks, ReasmOKs →
+//     reasm_oks);
+//   - a digit after a lower-case letter (DirectMap4k → direct_map_4k, FinWait2 →
+//     fin_wait_2); a digit after a capital stays with it (TCPMD5NotFound →
+//     tcp_md5_not_found);
+//   - the letter after a leading "TCP", which TcpExt runs into the acronym after it
+//     (TCPSACKReneging → tcp_sack_reneging).
+func snakeCase(name string) string {
 	upper := func(c byte) bool { return 'A' <= c && c <= 'Z' }
 	lower := func(c byte) bool { return 'a' <= c && c <= 'z' }
 	digit := func(c byte) bool { return '0' <= c && c <= '9' }
-	var b strings.Builder
-	b.Grow(len(kernel) + 4)
-	for i := 0; i < len(kernel); i++ {
-		c := kernel[i]
-		if !upper(c) {
-			b.WriteByte(c)
+	b := make([]byte, 0, len(name)+4)
+	brk := false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		var prev, next, after byte
+		if i > 0 {
+			prev = name[i-1]
+		}
+		if i+1 < len(name) {
+			next = name[i+1]
+		}
+		if i+2 < len(name) {
+			after = name[i+2]
+		}
+		switch {
+		case upper(c):
+			plural := next == 's' && !lower(after)
+			if lower(prev) || (upper(prev) || digit(prev)) && lower(next) && !plural ||
+				i == 3 && strings.HasPrefix(name, "TCP") {
+				brk = true
+			}
+			c += 'a' - 'A'
+		case digit(c):
+			if lower(prev) {
+				brk = true
+			}
+		case lower(c):
+		default:
+			brk = true
 			continue
 		}
-		if i > 0 {
-			prev := kernel[i-1]
-			var next, after byte
-			if i+1 < len(kernel) {
-				next = kernel[i+1]
-			}
-			if i+2 < len(kernel) {
-				after = kernel[i+2]
-			}
-			plural := next == 's' && (after == 0 || upper(after) || digit(after))
-			switch {
-			case lower(prev) || digit(prev),
-				upper(prev) && lower(next) && !plural,
-				i == 3 && strings.HasPrefix(kernel, "TCP"):
-				b.WriteByte('_')
-			}
+		if brk && len(b) > 0 {
+			b = append(b, '_')
 		}
-		b.WriteByte(c + 'a' - 'A')
+		brk = false
+		b = append(b, c)
 	}
-	return b.String()
+	return string(b)
+}
+
+// fieldNames caches snakeCase of the kernel's names, so that a tick converts nothing. A
+// kernel file's names are fixed; the bound only guards against one that keeps changing.
+type fieldNames map[string]string
+
+// maxFieldNames is several times the ~300 names of /proc/net/snmp and /proc/net/netstat.
+const maxFieldNames = 2048
+
+func (n fieldNames) get(name string) string {
+	f, ok := n[name]
+	if !ok {
+		if len(n) >= maxFieldNames {
+			clear(n)
+		}
+		f = snakeCase(name)
+		n[name] = f
+	}
+	return f
 }

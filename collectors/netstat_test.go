@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -55,9 +56,27 @@ func FuzzParseNetstat(f *testing.F) {
 	})
 }
 
-func TestNetstatName(t *testing.T) {
+func TestSnakeCase(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
+		// /proc/meminfo
+		"MemTotal":        "mem_total",
+		"MemAvailable":    "mem_available",
+		"Active(anon)":    "active_anon",
+		"Inactive(file)":  "inactive_file",
+		"HugePages_Total": "huge_pages_total",
+		"Hugepagesize":    "hugepagesize",
+		"DirectMap4k":     "direct_map_4k",
+		"DirectMap2M":     "direct_map_2m",
+		"DirectMap1G":     "direct_map_1g",
+		"KReclaimable":    "k_reclaimable",
+		"SUnreclaim":      "s_unreclaim",
+		"NFS_Unstable":    "nfs_unstable",
+		"Committed_AS":    "committed_as",
+		"ShmemPmdMapped":  "shmem_pmd_mapped",
+		"SecPageTables":   "sec_page_tables",
+		"Percpu":          "percpu",
+		// /proc/net/snmp and /proc/net/netstat
 		"Ip":                    "ip",
 		"IpExt":                 "ip_ext",
 		"TcpExt":                "tcp_ext",
@@ -77,7 +96,7 @@ func TestNetstatName(t *testing.T) {
 		"TCPHPAcks":             "tcp_hp_acks",
 		"TCPSACKReneging":       "tcp_sack_reneging",
 		"TCPDSACKOldSent":       "tcp_dsack_old_sent",
-		"TCPACKSkippedFinWait2": "tcp_ack_skipped_fin_wait2",
+		"TCPACKSkippedFinWait2": "tcp_ack_skipped_fin_wait_2",
 		"TCPMD5NotFound":        "tcp_md5_not_found",
 		"TCPReqQFullDoCookies":  "tcp_req_q_full_do_cookies",
 		"TCPTimeouts":           "tcp_timeouts",
@@ -89,11 +108,32 @@ func TestNetstatName(t *testing.T) {
 		"TCPAOBad":              "tcp_ao_bad",
 		"PFMemallocDrop":        "pf_memalloc_drop",
 		"TSEcrRejected":         "ts_ecr_rejected",
+		"MD5SigFallback":        "md5_sig_fallback",
 		"TCP":                   "tcp",
-		"":                      "",
+		// Not the kernel's
+		"":         "",
+		"()":       "",
+		"__a__b__": "a_b",
+		"é":        "",
+		"a\x00b":   "a_b",
 	} {
-		if got := netstatName(in); got != want {
-			t.Errorf("netstatName(%q) = %q, want %q", in, got, want)
+		if got := snakeCase(in); got != want {
+			t.Errorf("snakeCase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestFieldNamesBounded checks that the cache of converted names stays bounded when a
+// file's names keep changing, and still converts.
+func TestFieldNamesBounded(t *testing.T) {
+	t.Parallel()
+	n := fieldNames{}
+	for i := range 3 * maxFieldNames {
+		if got := n.get(fmt.Sprintf("K%d", i)); got != fmt.Sprintf("k%d", i) {
+			t.Fatalf("get(K%d) = %q", i, got)
+		}
+		if len(n) > maxFieldNames {
+			t.Fatalf("%d names cached, bound %d", len(n), maxFieldNames)
 		}
 	}
 }
