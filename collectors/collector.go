@@ -53,6 +53,9 @@ type Options struct {
 
 	// statfs stands in for unix.Statfs in tests; nil means the real one.
 	statfs func(path string, st *unix.Statfs_t) error
+	// pageSize stands in for os.Getpagesize in tests, whose fixtures count 4 KiB pages;
+	// 0 means the real one.
+	pageSize int
 }
 
 // Series documents one family of series a collector emits: the README's metric reference

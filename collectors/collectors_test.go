@@ -26,6 +26,9 @@ func testOptions(root string) Options {
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	o.ProcFS = filepath.Join(root, "proc")
 	o.SysFS = filepath.Join(root, "sys")
+	if root != "/" {
+		o.pageSize = 4096
+	}
 	// statfs cannot reach a fixture's mounts: a case answers for them in statfs.txt.
 	if fake, err := readFakeStatfs(filepath.Join(root, "statfs.txt")); err == nil && root != "/" {
 		o.statfs = fake

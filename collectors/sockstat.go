@@ -3,12 +3,15 @@ package collectors
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/prometheus/procfs"
 )
 
 var sockstatSeries = []Series{
@@ -22,57 +25,86 @@ var sockstatSeries = []Series{
 }
 
 type sockstatCollector struct {
-	fs       procfs.FS
+	v4, v6   string
 	pageSize float64
 }
 
 func newSockstat(o Options) (Collector, error) {
-	fs, err := procfs.NewFS(o.ProcFS)
-	if err != nil {
-		return nil, err
+	ps := o.pageSize
+	if ps == 0 {
+		ps = os.Getpagesize()
 	}
-	return &sockstatCollector{fs: fs, pageSize: float64(os.Getpagesize())}, nil
+	return &sockstatCollector{
+		v4:       filepath.Join(o.ProcFS, "net", "sockstat"),
+		v6:       filepath.Join(o.ProcFS, "net", "sockstat6"),
+		pageSize: float64(ps),
+	}, nil
 }
 
-// Collect reads /proc/net/sockstat and, when IPv6 is on, /proc/net/sockstat6.
+// Collect reads /proc/net/sockstat and, when IPv6 is on, /proc/net/sockstat6. procfs
+// parses both, but drops a whole file for one bad line and reports a missing "used" as 0.
 func (c *sockstatCollector) Collect(_ context.Context, s *metric.Sink) error {
-	v4, err4 := c.fs.NetSockstat()
-	if err4 == nil {
-		if v4.Used != nil {
-			s.Gauge("used", float64(*v4.Used), metric.Label{Key: "proto", Value: "sockets"})
-		}
-		c.add(s, v4.Protocols)
-	}
-	v6, err6 := c.fs.NetSockstat6()
-	switch {
-	case err6 == nil:
-		c.add(s, v6.Protocols)
-	case errors.Is(err6, fs.ErrNotExist):
+	v4, err4 := readProcFile(c.v4, parseSockstat)
+	c.add(s, v4)
+	v6, err6 := readProcFile(c.v6, parseSockstat)
+	if errors.Is(err6, fs.ErrNotExist) {
 		// A kernel booted with ipv6.disable=1 has no sockstat6.
 		err6 = nil
 	}
+	c.add(s, v6)
 	return errors.Join(err4, err6)
 }
 
-func (c *sockstatCollector) add(s *metric.Sink, protos []procfs.NetSockstatProtocol) {
-	for _, p := range protos {
-		l := []metric.Label{{Key: "proto", Value: strings.ToLower(p.Protocol)}}
-		s.Gauge("inuse", float64(p.InUse), l...)
-		if p.Orphan != nil {
-			s.Gauge("orphan", float64(*p.Orphan), l...)
-		}
-		if p.TW != nil {
-			s.Gauge("tw", float64(*p.TW), l...)
-		}
-		if p.Alloc != nil {
-			s.Gauge("alloc", float64(*p.Alloc), l...)
-		}
-		if p.Mem != nil {
-			s.Gauge("mem_bytes", float64(*p.Mem)*c.pageSize, l...)
-		}
-		// FRAG's memory is counted in bytes already.
-		if p.Memory != nil {
-			s.Gauge("memory_bytes", float64(*p.Memory), l...)
+func (c *sockstatCollector) add(s *metric.Sink, lines []sockstatLine) {
+	for _, ln := range lines {
+		l := []metric.Label{{Key: "proto", Value: ln.proto}}
+		for i, k := range ln.keys {
+			v := float64(ln.values[i])
+			switch k {
+			case "used", "inuse", "orphan", "tw", "alloc":
+				s.Gauge(k, v, l...)
+			case "mem":
+				s.Gauge("mem_bytes", v*c.pageSize, l...)
+			case "memory":
+				// FRAG's memory is counted in bytes already.
+				s.Gauge("memory_bytes", v, l...)
+			}
+			// A key of a newer kernel is left out until it is documented above.
 		}
 	}
+}
+
+// sockstatLine is one line of /proc/net/sockstat: "TCP: inuse 57 orphan 2 …".
+type sockstatLine struct {
+	proto  string // lower case: tcp, udp6, sockets
+	keys   []string
+	values []uint64
+}
+
+// parseSockstat parses /proc/net/sockstat or sockstat6, each line a protocol and pairs of
+// key and value. It returns the lines parsed before the first bad one with the error.
+func parseSockstat(r io.Reader) ([]sockstatLine, error) {
+	var lines []sockstatLine
+	err := scanLines(r, func(line []byte) error {
+		f := strings.Fields(string(line))
+		proto, ok := "", false
+		if len(f) > 0 {
+			proto, ok = strings.CutSuffix(f[0], ":")
+		}
+		if !ok || proto == "" || len(f) < 3 || len(f)%2 == 0 {
+			return fmt.Errorf("want \"PROTO: key value …\", got %.60q", line)
+		}
+		ln := sockstatLine{proto: strings.ToLower(proto), keys: make([]string, 0, len(f)/2), values: make([]uint64, 0, len(f)/2)}
+		for i := 1; i < len(f); i += 2 {
+			v, err := strconv.ParseUint(f[i+1], 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s %s %q: %w", proto, f[i], f[i+1], errors.Unwrap(err))
+			}
+			ln.keys = append(ln.keys, f[i])
+			ln.values = append(ln.values, v)
+		}
+		lines = append(lines, ln)
+		return nil
+	})
+	return lines, err
 }
