@@ -34,7 +34,7 @@ func newConntrack(o Options) (Collector, error) {
 func (c *conntrackCollector) Collect(_ context.Context, s *metric.Sink) error {
 	err := addUintGauge(s, "entries", c.count)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: no %s (nf_conntrack not loaded)", ErrNoData, c.count)
+		return fmt.Errorf("reading %s: %w (nf_conntrack not loaded)", c.count, ErrNoData)
 	}
 	if err != nil {
 		return err

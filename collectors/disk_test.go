@@ -79,9 +79,7 @@ func TestDeviceFilterBadPattern(t *testing.T) {
 			o := testOptions("testdata/disk/real")
 			tc.set(&o)
 			_, err := tc.new(o)
-			if parseErrText(err) != tc.want {
-				t.Errorf("error %q, want %q", parseErrText(err), tc.want)
-			}
+			checkErr(t, err, tc.want)
 		})
 	}
 }
@@ -124,9 +122,7 @@ func TestParseDiskstats(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
-			if parseErrText(err) != tc.err {
-				t.Errorf("error %q, want %q", parseErrText(err), tc.err)
-			}
+			checkErr(t, err, tc.err)
 		})
 	}
 }

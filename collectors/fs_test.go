@@ -20,10 +20,10 @@ import (
 )
 
 // The golden cases cannot statfs their fixture mounts: the paths are the fixture host's,
-// and a real answer would change with this machine's disks. TestGolden builds collectors
-// through All, so for this package's tests the fs entry is wrapped: a collector rooted in
-// testdata/ answers statfs from <case>/statfs.txt. TestHost, rooted at /, still calls
-// the real statfs.
+// and a real answer would change with this machine's disks. testOptions sets
+// Options.statfs for a case with a statfs.txt, which answers for its mounts; TestHost,
+// rooted at /, still calls the real statfs.
+
 // fakeErrnos are the errors a statfs.txt line can name.
 var fakeErrnos = map[string]unix.Errno{"EACCES": unix.EACCES, "EIO": unix.EIO, "ENOENT": unix.ENOENT, "ESTALE": unix.ESTALE}
 
@@ -338,9 +338,7 @@ func TestParseMounts(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
-			if parseErrText(err) != tc.err {
-				t.Errorf("error %q, want %q", parseErrText(err), tc.err)
-			}
+			checkErr(t, err, tc.err)
 		})
 	}
 }
@@ -376,12 +374,4 @@ func FuzzParseMounts(f *testing.F) {
 			}
 		}
 	})
-}
-
-// parseErrText is err's text, or "" for nil.
-func parseErrText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

@@ -79,9 +79,7 @@ func TestParseNetDev(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
-			if parseErrText(err) != tc.err {
-				t.Errorf("error %q, want %q", parseErrText(err), tc.err)
-			}
+			checkErr(t, err, tc.err)
 		})
 	}
 }
