@@ -35,3 +35,19 @@ func TestParsePSI(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParsePSI(f *testing.F) {
+	f.Add("some avg10=38.33 avg60=34.62 avg300=13.41 total=55781367\nfull avg10=0.00 avg60=0.00 avg300=0.13 total=2619068\n")
+	f.Add("full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+	f.Add("some total=1")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := parsePSI(strings.NewReader(in))
+		if err == nil && !got.hasSome && !got.hasFull {
+			t.Errorf("%q: no total and no error", in)
+		}
+		if !got.hasSome && got.some != 0 || !got.hasFull && got.full != 0 {
+			t.Errorf("%q: total without its line: %+v", in, got)
+		}
+	})
+}
