@@ -27,7 +27,7 @@ var diskSeries = []Series{
 	{Path: "disk.<dev>.io_time_weighted_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time in flight weighted by the number of requests (queue depth)"},
 	{Path: "disk.<dev>.discards_completed", Kind: metric.Counter, Help: "discards completed (Linux 4.18+)"},
 	{Path: "disk.<dev>.discards_merged", Kind: metric.Counter, Help: "adjacent discards merged (Linux 4.18+)"},
-	{Path: "disk.<dev>.discards_bytes", Kind: metric.Counter, Unit: "bytes", Help: "bytes discarded (Linux 4.18+)"},
+	{Path: "disk.<dev>.discarded_bytes", Kind: metric.Counter, Unit: "bytes", Help: "bytes discarded (Linux 4.18+)"},
 	{Path: "disk.<dev>.discards_time_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time discards spent queued and in service (Linux 4.18+)"},
 	{Path: "disk.<dev>.flushes_completed", Kind: metric.Counter, Help: "cache flushes completed (Linux 5.5+)"},
 	{Path: "disk.<dev>.flushes_time_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time flushes spent queued and in service (Linux 5.5+)"},
@@ -82,7 +82,7 @@ func (c *diskCollector) Collect(_ context.Context, s *metric.Sink) error {
 		if d.counters >= diskDiscardCounters {
 			s.Counter("discards_completed", float64(v[11]), l...)
 			s.Counter("discards_merged", float64(v[12]), l...)
-			s.Counter("discards_bytes", float64(v[13])*diskSectorBytes, l...)
+			s.Counter("discarded_bytes", float64(v[13])*diskSectorBytes, l...)
 			s.Counter("discards_time_seconds", float64(v[14])/diskTicksPerSecond, l...)
 		}
 		if d.counters >= diskFlushCounters {
