@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/agent/metric/metrictest"
 )
 
 func TestAppendNode(t *testing.T) {
@@ -154,12 +155,10 @@ func TestAppendTagged(t *testing.T) {
 }
 
 func TestZeroAllocs(t *testing.T) {
-	// Not parallel: AllocsPerRun counts the whole process's allocations.
-	samples := mixedBatch()
-	buf := make([]byte, 0, 1<<20)
+	// Not parallel: AllocsPerBatch counts the whole process's allocations.
 	for _, tc := range []struct {
 		name string
-		fn   func(dst []byte, s *metric.Sample) []byte
+		fn   metrictest.AppendFunc
 	}{
 		{"plain", func(dst []byte, s *metric.Sample) []byte {
 			dst, _ = AppendPlain(dst, "0123abcd.hosts", "web1", s, 1700000000)
@@ -170,14 +169,8 @@ func TestZeroAllocs(t *testing.T) {
 			return dst
 		}},
 	} {
-		allocs := testing.AllocsPerRun(10, func() {
-			buf = buf[:0]
-			for i := range samples {
-				buf = tc.fn(buf, &samples[i])
-			}
-		})
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations per batch of %d, want 0", tc.name, allocs, len(samples))
+		if allocs := metrictest.AllocsPerBatch(tc.fn); allocs != 0 {
+			t.Errorf("%s: %v allocations per batch, want 0", tc.name, allocs)
 		}
 	}
 }

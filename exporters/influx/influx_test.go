@@ -14,6 +14,7 @@ import (
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/agent/metric/metrictest"
 )
 
 var tick = time.Unix(1700000000, 0)
@@ -148,21 +149,17 @@ func TestAppendRejects(t *testing.T) {
 }
 
 func TestZeroAllocs(t *testing.T) {
-	// Not parallel: AllocsPerRun counts the whole process's allocations.
-	samples := mixedBatch()
+	// Not parallel: AllocsPerBatch counts the whole process's allocations.
 	var e Encoder
-	buf := make([]byte, 0, 1<<20)
-	allocs := testing.AllocsPerRun(10, func() {
-		buf = buf[:0]
-		for i := range samples {
-			var err error
-			if buf, err = e.Append(buf, "web1", &samples[i], tick); err != nil {
-				t.Fatal(err)
-			}
+	allocs := metrictest.AllocsPerBatch(func(dst []byte, s *metric.Sample) []byte {
+		dst, err := e.Append(dst, "web1", s, tick)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return dst
 	})
 	if allocs != 0 {
-		t.Errorf("%v allocations per batch of %d, want 0", allocs, len(samples))
+		t.Errorf("%v allocations per batch, want 0", allocs)
 	}
 }
 
