@@ -4,7 +4,6 @@
 package graphite
 
 import (
-	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -117,21 +116,6 @@ func isPath(p string) bool {
 	return !dot
 }
 
-// maxExactInt is 2^53: every integer of smaller magnitude is exactly representable as a
-// float64, so printing it as an integer loses nothing.
-const maxExactInt = 1 << 53
-
-// appendValue appends v in the shortest form that parses back to the same float64: an
-// integer where v is one (and negative zero as "0"), otherwise strconv's shortest 'g' form
-// ("0.25", "1.5e-07", "1e+21"), which carbon's Python float() accepts, as do the strtod
-// of C relays and the strconv.ParseFloat of go-carbon.
-func appendValue(dst []byte, v float64) []byte {
-	if v > -maxExactInt && v < maxExactInt && v == math.Trunc(v) {
-		return strconv.AppendInt(dst, int64(v), 10)
-	}
-	return strconv.AppendFloat(dst, v, 'g', -1, 64)
-}
-
 // AppendPlain appends s as one plaintext line to dst:
 //
 //	<prefix>.<host>.<collector>.<label nodes…>.<field> <value> <ts>\n
@@ -163,11 +147,7 @@ func AppendPlain(dst []byte, prefix, host string, s *metric.Sample, ts int64) ([
 	}
 	dst = append(dst, '.')
 	dst = AppendNode(dst, s.Field)
-	dst = append(dst, ' ')
-	dst = appendValue(dst, s.Value)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, ts, 10)
-	return append(dst, '\n'), true
+	return appendValueTime(dst, s.Value, ts), true
 }
 
 // AppendTagged appends s as one line of Graphite's tagged plaintext form to dst:
@@ -197,9 +177,14 @@ func AppendTagged(dst []byte, host string, s *metric.Sample, ts int64) ([]byte, 
 		dst = append(dst, '=')
 		dst = AppendNode(dst, l.Value)
 	}
+	return appendValueTime(dst, s.Value, ts), true
+}
+
+// appendValueTime ends a line, plain or tagged alike: " <value> <ts>\n".
+func appendValueTime(dst []byte, v float64, ts int64) []byte {
 	dst = append(dst, ' ')
-	dst = appendValue(dst, s.Value)
+	dst = metric.AppendValue(dst, v)
 	dst = append(dst, ' ')
 	dst = strconv.AppendInt(dst, ts, 10)
-	return append(dst, '\n'), true
+	return append(dst, '\n')
 }

@@ -77,10 +77,6 @@ func (e *Encoder) Append(dst []byte, host string, s *metric.Sample, ts time.Time
 	return e.appendChecked(dst, host, s, fv, ts)
 }
 
-// maxExactInt is 2^53: every integer of smaller magnitude is exactly representable as a
-// float64, so printing it as an integer loses nothing.
-const maxExactInt = 1 << 53
-
 // appendChecked is Append through lineprotocol.Encoder, which escapes what needs it and
 // refuses what line protocol cannot carry. e.order must hold the sorted label indexes.
 func (e *Encoder) appendChecked(dst []byte, host string, s *metric.Sample, fv lineprotocol.Value, ts time.Time) ([]byte, error) {
@@ -163,10 +159,9 @@ func plainSample(host string, s *metric.Sample, order []int, ts time.Time) bool 
 }
 
 // appendPlain writes what lineprotocol would for a sample that plainSample accepts,
-// except that an integral value below 2^53 is spelled as an integer, as in the Graphite
-// encoders ("16777216000", not lineprotocol's "1.6777216e+10"): it reads back as the same
-// float, and strconv.AppendInt is about three times as fast as the shortest float
-// formatting.
+// except that the value is spelled by metric.AppendValue, as in the Graphite encoders: an
+// integral value as an integer ("16777216000", not lineprotocol's "1.6777216e+10"), which
+// reads back as the same float and is faster to format.
 func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, v float64, ts time.Time) []byte {
 	dst = append(dst, s.Collector...)
 	hostDone := false
@@ -189,11 +184,7 @@ func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, v float
 	dst = append(dst, ' ')
 	dst = append(dst, s.Field...)
 	dst = append(dst, '=')
-	if v > -maxExactInt && v < maxExactInt && v == math.Trunc(v) {
-		dst = strconv.AppendInt(dst, int64(v), 10)
-	} else {
-		dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
-	}
+	dst = metric.AppendValue(dst, v)
 	dst = append(dst, ' ')
 	if n := ts.UnixNano(); n != e.stampNanos || len(e.stamp) == 0 {
 		e.stamp = strconv.AppendInt(e.stamp[:0], n, 10)

@@ -5,7 +5,6 @@ package table
 import (
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,15 +16,15 @@ import (
 
 // Write prints b to w as three aligned columns, NAME, KIND and VALUE, one row per
 // sample, sorted by name. NAME is the sample's Graphite path after the host, dotted and
-// unsanitized: collector, each label (a Named one as key then value), field. VALUE is an
-// integer where the value is one, otherwise the shortest form that reads back exactly;
-// NaN and ±Inf are printed as such, not dropped.
+// unsanitized: collector, each label (a Named one as key then value), field. VALUE is
+// written by metric.AppendValue, as the wire formats write it, so the table shows what
+// would be sent; NaN and ±Inf are printed as such, not dropped.
 func Write(w io.Writer, b *metric.Batch) error {
 	type row struct{ name, kind, value string }
 	rows := make([]row, len(b.Samples))
 	for i := range b.Samples {
 		s := &b.Samples[i]
-		rows[i] = row{name(s), s.Kind.String(), value(s.Value)}
+		rows[i] = row{name(s), s.Kind.String(), string(metric.AppendValue(nil, s.Value))}
 	}
 	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.name, b.name) })
 
@@ -61,12 +60,4 @@ func printable(name string) string {
 		return strconv.Quote(name)
 	}
 	return name
-}
-
-// value formats v as the Graphite encoders do, so the table shows what would be sent.
-func value(v float64) string {
-	if v > -(1<<53) && v < 1<<53 && v == math.Trunc(v) {
-		return strconv.FormatInt(int64(v), 10)
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }
