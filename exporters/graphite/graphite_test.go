@@ -253,15 +253,42 @@ func parseLine(b []byte, tagged bool) (line, error) {
 	return l, nil
 }
 
-// checkValue checks that a finite value came back bit for bit, negative zero as zero.
-func checkValue(t *testing.T, got, want float64) {
+// before is what dst holds when a fuzz target appends to it.
+var before = []byte("previous line\n")
+
+// checkAppend checks what AppendPlain or AppendTagged did to before: kept it, refused a
+// non-finite value and wrote nothing, or wrote exactly one line that carbon parses, with
+// the sample's value bit for bit (negative zero as zero) and timestamp. It returns that
+// line, and whether there is one.
+func checkAppend(t *testing.T, got []byte, ok bool, s *metric.Sample, ts int64, tagged bool) (line, bool) {
 	t.Helper()
+	if !bytes.HasPrefix(got, before) {
+		t.Fatalf("dst prefix clobbered: %q", got)
+	}
+	if !s.Finite() {
+		if ok || len(got) != len(before) {
+			t.Fatalf("non-finite %v: ok=%v, wrote %q", s.Value, ok, got[len(before):])
+		}
+		return line{}, false
+	}
+	if !ok {
+		t.Fatalf("finite %v refused", s.Value)
+	}
+	l, err := parseLine(got[len(before):], tagged)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", got[len(before):], err)
+	}
+	want := s.Value
 	if want == 0 {
 		want = 0 // negative zero is printed as 0
 	}
-	if math.Float64bits(got) != math.Float64bits(want) {
-		t.Errorf("value %v (%#x) came back as %v (%#x)", want, math.Float64bits(want), got, math.Float64bits(got))
+	if math.Float64bits(l.value) != math.Float64bits(want) {
+		t.Errorf("value %v (%#x) came back as %v (%#x)", want, math.Float64bits(want), l.value, math.Float64bits(l.value))
 	}
+	if l.ts != ts {
+		t.Errorf("timestamp %d, want %d", l.ts, ts)
+	}
+	return l, true
 }
 
 func fuzzSample(collector, k1, v1 string, named1 bool, k2, v2 string, named2 bool, field string, value float64) *metric.Sample {
@@ -301,23 +328,10 @@ func FuzzAppendPlain(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, prefix, host, collector, k1, v1 string, named1 bool, k2, v2 string, named2 bool, field string, value float64, ts int64) {
 		s := fuzzSample(collector, k1, v1, named1, k2, v2, named2, field, value)
-		before := []byte("previous line\n")
 		got, ok := AppendPlain(before, prefix, host, s, ts)
-		if !bytes.HasPrefix(got, before) {
-			t.Fatalf("dst prefix clobbered: %q", got)
-		}
-		if !s.Finite() {
-			if ok || len(got) != len(before) {
-				t.Fatalf("non-finite %v: ok=%v, wrote %q", value, ok, got[len(before):])
-			}
+		l, written := checkAppend(t, got, ok, s, ts, false)
+		if !written {
 			return
-		}
-		if !ok {
-			t.Fatalf("finite %v refused", value)
-		}
-		l, err := parseLine(got[len(before):], false)
-		if err != nil {
-			t.Fatalf("parsing %q: %v", got[len(before):], err)
 		}
 		var want []string
 		if prefix != "" {
@@ -336,10 +350,6 @@ func FuzzAppendPlain(f *testing.F) {
 		if g, w := strings.Join(l.nodes, "."), strings.Join(want, "."); g != w {
 			t.Errorf("path %q, want %q", g, w)
 		}
-		checkValue(t, l.value, value)
-		if l.ts != ts {
-			t.Errorf("timestamp %d, want %d", l.ts, ts)
-		}
 	})
 }
 
@@ -347,23 +357,10 @@ func FuzzAppendTagged(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, _, host, collector, k1, v1 string, named1 bool, k2, v2 string, named2 bool, field string, value float64, ts int64) {
 		s := fuzzSample(collector, k1, v1, named1, k2, v2, named2, field, value)
-		before := []byte("previous line\n")
 		got, ok := AppendTagged(before, host, s, ts)
-		if !bytes.HasPrefix(got, before) {
-			t.Fatalf("dst prefix clobbered: %q", got)
-		}
-		if !s.Finite() {
-			if ok || len(got) != len(before) {
-				t.Fatalf("non-finite %v: ok=%v, wrote %q", value, ok, got[len(before):])
-			}
+		l, written := checkAppend(t, got, ok, s, ts, true)
+		if !written {
 			return
-		}
-		if !ok {
-			t.Fatalf("finite %v refused", value)
-		}
-		l, err := parseLine(got[len(before):], true)
-		if err != nil {
-			t.Fatalf("parsing %q: %v", got[len(before):], err)
 		}
 		if g, w := strings.Join(l.nodes, "."), refNode(collector)+"."+refNode(field); g != w {
 			t.Errorf("name %q, want %q", g, w)
@@ -374,10 +371,6 @@ func FuzzAppendTagged(f *testing.F) {
 		}
 		if fmt.Sprint(l.tags) != fmt.Sprint(want) {
 			t.Errorf("tags %q, want %q", l.tags, want)
-		}
-		checkValue(t, l.value, value)
-		if l.ts != ts {
-			t.Errorf("timestamp %d, want %d", l.ts, ts)
 		}
 	})
 }
