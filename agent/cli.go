@@ -105,10 +105,17 @@ func (c *CLI) BeforeResolve(ctx *kong.Context) error {
 		if f.Name == "config" {
 			flag = f
 		}
+		// Kong checks enum values only after resolving, and without naming the variable
+		// a bad one came from; the environment's are in place by now.
+		if env := setEnv(f); env != "" && !flagOnCommandLine(ctx, f.Name) {
+			if err := checkEnum(f, f.Target); err != nil {
+				return fmt.Errorf("$%s: %w", env, err)
+			}
+		}
 	}
 	path, _ := ctx.FlagValue(flag).(string)
 	// A file the user named must exist; the default one may not.
-	required := flagOnCommandLine(ctx, "config") || envSet(flag)
+	required := flagOnCommandLine(ctx, "config") || setEnv(flag) != ""
 	file, err := loadConfig(path, required)
 	if err != nil {
 		return err
@@ -120,6 +127,8 @@ func (c *CLI) BeforeResolve(ctx *kong.Context) error {
 	return nil
 }
 
+// flagOnCommandLine reports whether the flag called name was given on the command line,
+// as opposed to resolved from the config file.
 func flagOnCommandLine(ctx *kong.Context, name string) bool {
 	for _, p := range ctx.Path {
 		if p.Flag != nil && p.Flag.Name == name && !p.Resolved {
@@ -129,13 +138,14 @@ func flagOnCommandLine(ctx *kong.Context, name string) bool {
 	return false
 }
 
-func envSet(flag *kong.Flag) bool {
+// setEnv is the name of the environment variable that sets flag, "" if none does.
+func setEnv(flag *kong.Flag) string {
 	for _, env := range flag.Envs {
 		if _, ok := os.LookupEnv(env); ok {
-			return true
+			return env
 		}
 	}
-	return false
+	return ""
 }
 
 // optionError is an impossible value, reported with where the value came from.
@@ -144,8 +154,8 @@ func (c *CLI) optionError(ctx *kong.Context, name string, err error) error {
 		return &ConfigError{File: c.file.path, Line: c.file.entries[name].line, Key: name, Err: err}
 	}
 	for _, f := range ctx.Flags() {
-		if f.Name == name && !flagOnCommandLine(ctx, name) && envSet(f) {
-			return fmt.Errorf("$%s: %w", f.Envs[0], err)
+		if env := setEnv(f); f.Name == name && !flagOnCommandLine(ctx, name) && env != "" {
+			return fmt.Errorf("$%s: %w", env, err)
 		}
 	}
 	return fmt.Errorf("--%s: %w", name, err)
@@ -155,6 +165,11 @@ func (c *CLI) optionError(ctx *kong.Context, name string, err error) error {
 func (c *CLI) validate(ctx *kong.Context) error {
 	if c.Interval <= 0 {
 		return c.optionError(ctx, "interval", fmt.Errorf("must be positive, got %s", c.Interval))
+	}
+	// Graphite timestamps are whole seconds: two ticks within a second would carry the
+	// same one, and an interval of 1.5s would space them 1s and 2s apart by turns.
+	if c.Interval%time.Second != 0 {
+		return c.optionError(ctx, "interval", fmt.Errorf("must be a whole number of seconds, got %s", c.Interval))
 	}
 	if c.Timeout <= 0 {
 		return c.optionError(ctx, "timeout", fmt.Errorf("must be positive, got %s", c.Timeout))
@@ -279,7 +294,7 @@ func parse(args []string, stdout, stderr io.Writer) (*CLI, *kong.Context, error)
 		return nil, nil, err
 	}
 	kctx, err := parser.Parse(args)
-	if err == nil {
+	if err == nil && kctx.Command() != "version" {
 		err = cli.validate(kctx)
 	}
 	var cfg *ConfigError

@@ -5,9 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/picket-agent/picket/collectors"
 )
@@ -40,6 +43,11 @@ func TestConfigErrors(t *testing.T) {
 		{"not a map", "- interval\n", []string{":1:", "top level must be a map"}},
 		{"yaml syntax", "interval: [10s\n", []string{"yaml"}},
 		{"empty prefix", "prefix: ''\n", []string{`"prefix"`, "must not be empty"}},
+		{"sub-second interval", "interval: 1500ms\n", []string{":1:", `"interval"`, "whole number of seconds"}},
+		{"nanosecond interval", "interval: 1ns\n", []string{":1:", `"interval"`, "whole number of seconds"}},
+		{"not in enum", "log:\n  level: verbose\n", []string{":2:", `"log.level"`, `must be one of debug, info, warn, error, got "verbose"`}},
+		{"command's enum", "format: xml\n", []string{":1:", `"format"`, "must be one of"}},
+		{"list for one value", "collector:\n  net:\n    device-include: [eth0, eth1]\n", []string{":3:", `"collector.net.device-include"`, "a list, where one value is wanted"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.body)
@@ -83,6 +91,22 @@ func TestBadFlagAndEnv(t *testing.T) {
 	stderr.Reset()
 	if code := Main(context.Background(), []string{"once", "--config", writeConfig(t, "")}, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), "$PICKET_INTERVAL: must be positive") {
 		t.Errorf("env: exit %d, stderr %q", code, stderr.String())
+	}
+	// version reports the version whatever else is set.
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"version"}, &bytes.Buffer{}, &stderr); code != 0 {
+		t.Errorf("version with a bad $PICKET_INTERVAL: exit %d, stderr %q", code, stderr.String())
+	}
+	t.Setenv("PICKET_INTERVAL", "10s")
+	t.Setenv("PICKET_LOG_LEVEL", "verbose")
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"once", "--config", writeConfig(t, "")}, &bytes.Buffer{}, &stderr); code != 2 || !strings.Contains(stderr.String(), "$PICKET_LOG_LEVEL: must be one of") {
+		t.Errorf("env enum: exit %d, stderr %q", code, stderr.String())
+	}
+	// A flag on the command line beats the bad variable, so it is no error.
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"once", "--log.level=info", "--no-collector.fs", "--config", writeConfig(t, "")}, &bytes.Buffer{}, &stderr); code != 0 {
+		t.Errorf("flag over a bad env enum: exit %d, stderr %q", code, stderr.String())
 	}
 }
 
@@ -147,5 +171,49 @@ func TestEveryCollectorHasASwitch(t *testing.T) {
 		if !strings.Contains(out.String(), env) {
 			t.Errorf("help does not document %s", env)
 		}
+	}
+}
+
+// TestConfigLists: a YAML list reaches a list flag item by item, an item holding the
+// separator included, and the command line and environment still beat it.
+func TestConfigLists(t *testing.T) {
+	cfg, err := parseConfig("lists.yaml", []byte("list: ['(a|b),c', d]\nsingle: [x]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(args ...string) (list, single []string) {
+		t.Helper()
+		var cli struct {
+			List   []string
+			Single []string `sep:"none"`
+		}
+		parser, err := kong.New(&cli, kong.Resolvers(cfg), kong.DefaultEnvars("PICKET"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parser.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return cli.List, cli.Single
+	}
+	if list, single := parse(); !slices.Equal(list, []string{"(a|b),c", "d"}) || !slices.Equal(single, []string{"x"}) {
+		t.Errorf("from the file: list %q single %q", list, single)
+	}
+	if _, err := parseConfig("lists.yaml", []byte("single: [x, y]\n")); err != nil {
+		t.Fatal(err)
+	}
+	two, _ := parseConfig("lists.yaml", []byte("single: [x, y]\n"))
+	var one struct {
+		Single []string `sep:"none"`
+	}
+	if _, err := kong.Must(&one, kong.Resolvers(two)).Parse(nil); err == nil || !strings.Contains(err.Error(), "more than one item") {
+		t.Errorf("two items for a flag that takes one per occurrence: %v", err)
+	}
+	t.Setenv("PICKET_LIST", "e,f")
+	if list, _ := parse(); !slices.Equal(list, []string{"e", "f"}) {
+		t.Errorf("env over file: %q", list)
+	}
+	if list, _ := parse("--list=g"); !slices.Equal(list, []string{"g"}) {
+		t.Errorf("flag over env and file: %q", list)
 	}
 }

@@ -22,6 +22,7 @@ type ConfigError struct {
 	Err  error
 }
 
+// Error reads "config FILE:LINE: key "KEY": what is wrong", leaving out what is unknown.
 func (e *ConfigError) Error() string {
 	switch {
 	case e.Line == 0:
@@ -32,12 +33,16 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("config %s:%d: key %q: %v", e.File, e.Line, e.Key, e.Err)
 }
 
+// Unwrap returns what is wrong, so errors.Is sees through to, say, fs.ErrNotExist.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // entry is one setting of the file, flattened to its flag name.
 type entry struct {
 	value string
-	line  int
+	// list holds the items of a YAML sequence, nil for a single value. They are joined
+	// only in Resolve, with the separator of the flag they go to.
+	list []string
+	line int
 }
 
 // fileConfig resolves flags from a YAML file. Keys are flag names; nested maps are joined
@@ -112,25 +117,23 @@ func (c *fileConfig) flatten(prefix string, m *yaml.Node) error {
 		}
 		// Values go to kong as the text a user would type after the flag: it parses them
 		// with the flag's own type, exactly as on the command line.
-		var val string
+		e := entry{line: k.Line}
 		switch v.Kind {
 		case yaml.ScalarNode:
-			val = v.Value
+			e.value = v.Value
 		case yaml.SequenceNode:
-			// Kong splits list flags on commas; hand it the items it would have been given.
-			items := make([]string, len(v.Content))
+			e.list = make([]string, len(v.Content))
 			for j, it := range v.Content {
 				if it.Kind != yaml.ScalarNode {
 					return &ConfigError{File: c.path, Line: it.Line, Key: key, Err: errors.New("list items must be plain values")}
 				}
-				items[j] = it.Value
+				e.list[j] = it.Value
 			}
-			val = strings.Join(items, ",")
 		}
 		if prev, dup := c.entries[key]; dup {
 			return &ConfigError{File: c.path, Line: k.Line, Key: key, Err: fmt.Errorf("set twice (first on line %d)", prev.line)}
 		}
-		c.entries[key] = entry{value: val, line: k.Line}
+		c.entries[key] = e
 	}
 	return nil
 }
@@ -159,21 +162,63 @@ func (c *fileConfig) Validate(app *kong.Application) error {
 
 // Resolve supplies flag's value from the file unless its environment variable is set.
 func (c *fileConfig) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
-	for _, env := range flag.Envs {
-		if _, set := os.LookupEnv(env); set {
-			return nil, nil
-		}
+	if setEnv(flag) != "" {
+		return nil, nil
 	}
 	e, ok := c.entries[flag.Name]
 	if !ok {
 		return nil, nil
 	}
-	// Parse into a scratch value first, so a wrong type is reported with the file and line
-	// rather than as a bare flag error.
-	scratch := reflect.New(flag.Target.Type()).Elem()
-	if err := flag.Parse(kong.Scan().PushTyped(e.value, kong.FlagValueToken), scratch); err != nil {
+	value, err := e.text(flag)
+	if err == nil {
+		// Parse into a scratch value first, so a wrong type or a value outside the flag's
+		// enum is reported with the file and line rather than as a bare flag error.
+		scratch := reflect.New(flag.Target.Type()).Elem()
+		if err = flag.Parse(kong.Scan().PushTyped(value, kong.FlagValueToken), scratch); err == nil {
+			err = checkEnum(flag, scratch)
+		}
+	}
+	if err != nil {
 		return nil, &ConfigError{File: c.path, Line: e.line, Key: flag.Name, Err: err}
 	}
 	c.used[flag.Name] = true
-	return e.value, nil
+	return value, nil
+}
+
+// text is the entry as the text kong would get after --flag. A list goes only to a list
+// flag, its items joined with the flag's separator, each escaped, so that an item holding
+// the separator (a regexp with a comma) stays one item.
+func (e entry) text(flag *kong.Flag) (string, error) {
+	switch {
+	case e.list == nil:
+		return e.value, nil
+	case !flag.IsSlice():
+		return "", errors.New("a list, where one value is wanted")
+	case flag.Tag.Sep == -1 && len(e.list) > 1:
+		return "", errors.New("more than one item, where the option takes one value per occurrence")
+	case flag.Tag.Sep == -1:
+		return strings.Join(e.list, ""), nil
+	}
+	return kong.JoinEscaped(e.list, flag.Tag.Sep), nil
+}
+
+// checkEnum reports a value that kong parsed but that is not one of the flag's enum values
+// (kong checks them only after resolving, and without saying where the value came from).
+func checkEnum(flag *kong.Flag, v reflect.Value) error {
+	if flag.Enum == "" {
+		return nil
+	}
+	if v.Kind() == reflect.Slice {
+		for i := range v.Len() {
+			if err := checkEnum(flag, v.Index(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	got := fmt.Sprint(v.Interface())
+	if !flag.EnumMap()[got] {
+		return fmt.Errorf("must be one of %s, got %q", strings.Join(flag.EnumSlice(), ", "), got)
+	}
+	return nil
 }
