@@ -50,7 +50,8 @@ type Options struct {
 	// Timeout is each collector's deadline within a tick; it must be shorter than Interval.
 	Timeout time.Duration
 	Jobs    []Job
-	Output  Output
+	// Output receives the batches of Run; Tick alone needs none.
+	Output Output
 }
 
 // Scheduler runs jobs on aligned ticks. Create it with New.
@@ -60,12 +61,16 @@ type Scheduler struct {
 	timeout  time.Duration
 	jobs     []*job
 	out      Output
+	// now reads the wall clock that ticks are aligned to; tests step it.
+	now func() time.Time
 
 	ticks        uint64
 	ticksSkipped uint64
 	writeErrors  uint64
 	// nonFinite counts NaN and ±Inf samples left out: no wire format can carry them.
 	nonFinite uint64
+	// writeFailing is whether the last Write failed: the log speaks only when it changes.
+	writeFailing bool
 }
 
 // health is what the last tick said about a job; the log speaks only when it changes.
@@ -108,7 +113,7 @@ func New(opts Options) (*Scheduler, error) {
 	if opts.Timeout <= 0 || opts.Timeout >= opts.Interval {
 		return nil, fmt.Errorf("collector timeout %s must be positive and shorter than the interval %s", opts.Timeout, opts.Interval)
 	}
-	s := &Scheduler{log: opts.Logger, interval: opts.Interval, timeout: opts.Timeout, out: opts.Output}
+	s := &Scheduler{log: opts.Logger, interval: opts.Interval, timeout: opts.Timeout, out: opts.Output, now: time.Now}
 	for _, j := range opts.Jobs {
 		s.jobs = append(s.jobs, &job{
 			name:   j.Name,
@@ -131,14 +136,22 @@ func Aligned(t time.Time, interval time.Duration) time.Time {
 func (s *Scheduler) Run(ctx context.Context) error {
 	var last time.Time
 	for {
-		now := time.Now()
+		now := s.now()
 		next := Aligned(now, s.interval).Add(s.interval)
 		if !last.IsZero() {
-			// Skip, never queue: the ticks between last and next that we could not start on
-			// time are counted once here and left out.
-			if missed := next.Sub(last)/s.interval - 1; missed > 0 {
+			switch missed := next.Sub(last)/s.interval - 1; {
+			case missed > 0:
+				// Skip, never queue: the ticks between last and next that we could not start
+				// on time are counted once here and left out.
 				s.ticksSkipped += uint64(missed)
 				s.log.Warn("ticks skipped: the previous tick overran", "skipped", int64(missed), "interval", s.interval)
+			case missed < 0:
+				// The wall clock went back (stepped by NTP, a leap second, a VM resumed), and
+				// next is a tick already sent. Timers run on the monotonic clock, so this
+				// happens only after a step. Wait for the tick after last instead: sending
+				// next again would overwrite what was stored for it.
+				s.log.Warn("wall clock went back; waiting for it to pass the last tick", "last", last, "now", now)
+				next = last.Add(s.interval)
 			}
 		}
 		timer := time.NewTimer(next.Sub(now))
@@ -149,11 +162,25 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		b := s.Tick(ctx, next)
-		if err := s.out.Write(ctx, b); err != nil && ctx.Err() == nil {
-			s.writeErrors++
-			s.log.Error("writing batch", "err", err)
-		}
+		s.write(ctx, b)
 		last = next
+	}
+}
+
+// write hands b to the output, counting a failure and logging when writes start failing
+// and when they work again, not once per tick.
+func (s *Scheduler) write(ctx context.Context, b *metric.Batch) {
+	err := s.out.Write(ctx, b)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.writeErrors++
+		if !s.writeFailing {
+			s.log.Error("writing batch; counted in picket.scheduler.write_errors until it works again", "err", err)
+			s.writeFailing = true
+		}
+	case err == nil && s.writeFailing:
+		s.log.Info("writing batches again", "failed", s.writeErrors)
+		s.writeFailing = false
 	}
 }
 

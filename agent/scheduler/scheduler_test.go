@@ -229,6 +229,99 @@ func TestRunAlignsAndSkipsOverruns(t *testing.T) {
 	}
 }
 
+// TestRunClockStepsBack: after the wall clock steps back by less than an interval, as at
+// a leap second or an NTP step, the next tick still follows the last one sent instead of
+// repeating its timestamp.
+func TestRunClockStepsBack(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	var back atomic.Int64 // how far the scheduler's wall clock is behind the real one
+	var rec *recorder
+	rec = &recorder{stall: func(n int) {
+		if n == 1 {
+			// Step the clock back to 40% of an interval before the tick just written,
+			// however late this runs on a loaded machine.
+			back.Store(int64(time.Since(rec.snapshot()[0]) + interval*4/10))
+		}
+	}}
+	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { s.Gauge("x", 1); return nil }}
+	s, logs := newTestScheduler(t, interval, interval/2, rec, Job{"c", c})
+	s.now = func() time.Time { return time.Now().Add(-time.Duration(back.Load())) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	for len(rec.snapshot()) < 3 {
+		time.Sleep(interval / 2)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	times := rec.snapshot()
+	for i := 1; i < len(times); i++ {
+		if !times[i].After(times[i-1]) {
+			t.Errorf("tick %d at %v does not follow %v: times %v", i, times[i].UnixMilli(), times[i-1].UnixMilli(), times)
+		}
+		if times[i].UnixNano()%int64(interval) != 0 {
+			t.Errorf("tick %d at %v is not aligned to %v", i, times[i], interval)
+		}
+	}
+	if n := strings.Count(logs.String(), "wall clock went back"); n != 1 {
+		t.Errorf("%d 'wall clock went back' log lines, want 1:\n%s", n, logs.String())
+	}
+}
+
+// failingOutput fails the first writes given, then works.
+type failingOutput struct {
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (o *failingOutput) Write(ctx context.Context, b *metric.Batch) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls++
+	if o.calls <= o.fails {
+		return errors.New("stdout: broken pipe")
+	}
+	return nil
+}
+
+func (o *failingOutput) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls
+}
+
+// TestRunWriteErrorsLoggedOnChange: three failed writes are counted three times and
+// logged once, and the write that works again is logged once.
+func TestRunWriteErrorsLoggedOnChange(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	out := &failingOutput{fails: 3}
+	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { return nil }}
+	s, logs := newTestScheduler(t, interval, interval/2, out, Job{"c", c})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	for out.count() < 5 {
+		time.Sleep(interval / 2)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	l := logs.String()
+	if n := strings.Count(l, "writing batch;"); n != 1 {
+		t.Errorf("%d write error log lines for 3 failed writes, want 1:\n%s", n, l)
+	}
+	if n := strings.Count(l, "writing batches again"); n != 1 {
+		t.Errorf("%d recovery log lines, want 1:\n%s", n, l)
+	}
+	if s.writeErrors != 3 {
+		t.Errorf("write_errors %d, want 3", s.writeErrors)
+	}
+}
+
 func TestNewRejectsBadTiming(t *testing.T) {
 	for _, tc := range []struct{ interval, timeout time.Duration }{
 		{0, time.Second}, {time.Second, 0}, {time.Second, time.Second}, {time.Second, 2 * time.Second},
