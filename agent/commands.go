@@ -158,6 +158,9 @@ func (CheckCmd) Run(cli *CLI, env *Env) error {
 	}
 	s, err := cli.newScheduler(env, nil)
 	if err != nil {
+		// A collector that cannot start (no procfs at --path.procfs) stops the check, but
+		// the paths above say why: show them first.
+		_ = w.Flush()
 		return err
 	}
 	b := s.Tick(env.Ctx, scheduler.Aligned(time.Now(), cli.Interval))
