@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,9 +77,14 @@ func TestMissingConfig(t *testing.T) {
 		t.Errorf("named missing config: exit %d, stderr %q", code, stderr.String())
 	}
 	// The default file may be absent: picket runs on defaults.
-	cli, _, err := parse([]string{"version"}, &bytes.Buffer{}, &bytes.Buffer{})
-	if err != nil || cli.Interval != 10*time.Second {
-		t.Errorf("defaults: interval %v, err %v", cli.Interval, err)
+	if c, err := loadConfig(missing, false); c != nil || err != nil {
+		t.Errorf("absent default config: %v, %v", c, err)
+	}
+	if _, err := os.Stat("/etc/picket/picket.yaml"); errors.Is(err, os.ErrNotExist) {
+		cli, _, err := parse([]string{"once"}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err != nil || cli.Interval != 10*time.Second {
+			t.Errorf("no /etc/picket/picket.yaml: interval %v, err %v", cli.Interval, err)
+		}
 	}
 }
 
