@@ -241,7 +241,7 @@ type decoder struct {
 	labels  []metric.Label
 	// ranges[i] is where sample i's labels lie in labels. Labels are collected first and
 	// sliced at the end, because growing labels moves them.
-	ranges      []labelRange
+	ranges        []labelRange
 	interned      map[string]string
 	internedBytes int
 }
