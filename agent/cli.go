@@ -5,10 +5,13 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/scheduler"
 	"github.com/picket-agent/picket/collectors"
+	"github.com/picket-agent/picket/exporters/graphite"
 )
 
 // Version is stamped by the build: -ldflags "-X github.com/picket-agent/picket/agent.Version=…".
@@ -35,6 +39,7 @@ type CLI struct {
 	Timeout         time.Duration `help:"Deadline of each collector within a tick; at most 80% of --interval is used." default:"5s"`
 	ShutdownTimeout time.Duration `help:"On SIGTERM or SIGINT, how long to wait for the tick in flight before exiting anyway." default:"10s"`
 	Prefix          string        `help:"First node(s) of every Graphite path (Hosted Graphite: <api-key>.hosts)." default:"hosts"`
+	PrefixFile      string        `help:"Read --prefix from this file (for a prefix that carries an API key: it is never logged)." placeholder:"FILE"`
 	Hostname        string        `help:"Host node of every path (default: the short host name)."`
 
 	Path struct {
@@ -65,6 +70,33 @@ type CLI struct {
 			FSTypesExclude     string `name:"fs-types-exclude" help:"Leave out filesystem types matching this regexp (pseudo filesystems)." default:"${fs_type_exclude}" placeholder:"REGEXP"`
 		} `embed:"" prefix:"fs."`
 	} `embed:"" prefix:"collector." group:"Collector options"`
+
+	Graphite struct {
+		Address      []string      `help:"Graphite endpoint, HOST:PORT; repeat (or a list in the config) for failover, most preferred first. None: Graphite plaintext to stdout." placeholder:"HOST:PORT"`
+		Tagged       bool          `help:"Send the tagged form (<collector>.<field>;host=…;key=value)."`
+		ReplayWindow time.Duration `help:"After a connection fails, send again this much of what was already delivered (a dying carbon loses its cache)." default:"30s"`
+		ReplayRate   float64       `help:"Backlog replay pace, datapoints per second (0: unpaced); live ticks always go first." default:"50000"`
+		Splay        string        `help:"Send each tick this long after the tick (timestamps stay aligned), or auto: an offset derived from the host name." default:"auto"`
+		DialTimeout  time.Duration `help:"Bound on one connection attempt, TLS handshake included." default:"5s"`
+		WriteTimeout time.Duration `help:"Bound on one write." default:"10s"`
+		AckTimeout   time.Duration `help:"A peer that has not acknowledged and read what was sent within this is failing (also TCP_USER_TIMEOUT)." default:"10s"`
+		BackoffMin   time.Duration `help:"First wait before retrying a failed endpoint; doubles up to --graphite.backoff-max, with jitter." default:"1s"`
+		BackoffMax   time.Duration `help:"Longest wait before retrying a failed endpoint." default:"30s"`
+		TLS          struct {
+			Enabled            bool   `name:"enabled" help:"Connect with TLS (verification on, system roots unless --graphite.tls.ca-file)."`
+			CAFile             string `help:"CA bundle to verify the endpoint with." placeholder:"FILE"`
+			CertFile           string `help:"Client certificate (PEM)." placeholder:"FILE"`
+			KeyFile            string `help:"Client key (PEM)." placeholder:"FILE"`
+			ServerName         string `help:"Name to verify the endpoint's certificate against (default: the endpoint's host)."`
+			InsecureSkipVerify bool   `help:"Do not verify the endpoint's certificate (testing only)."`
+		} `embed:"" prefix:"tls."`
+	} `embed:"" prefix:"graphite." group:"Graphite"`
+
+	Spool struct {
+		Dir      string        `help:"Where batches wait until every exporter has delivered them." default:"/var/lib/picket/spool" placeholder:"DIR"`
+		MaxBytes byteSize      `help:"Bound on the spool's size (e.g. 512MiB); over it the oldest data goes first, counted." default:"512MiB"`
+		MaxAge   time.Duration `help:"Data older than this is dropped, counted." default:"168h"`
+	} `embed:"" prefix:"spool." group:"Spool"`
 
 	// Enabled holds one --[no-]collector.<name> flag per collector, built from the registry
 	// so that a new collector gets its flag, env variable and config key with no edit here.
@@ -177,6 +209,43 @@ func (c *CLI) validate(ctx *kong.Context) error {
 	if c.ShutdownTimeout <= 0 {
 		return c.optionError(ctx, "shutdown-timeout", fmt.Errorf("must be positive, got %s", c.ShutdownTimeout))
 	}
+	if c.PrefixFile != "" {
+		b, err := os.ReadFile(c.PrefixFile)
+		if err != nil {
+			return c.optionError(ctx, "prefix-file", err)
+		}
+		c.Prefix = strings.TrimSpace(string(b))
+	}
+	g := &c.Graphite
+	for name, d := range map[string]time.Duration{
+		"graphite.dial-timeout": g.DialTimeout, "graphite.write-timeout": g.WriteTimeout,
+		"graphite.ack-timeout": g.AckTimeout, "graphite.backoff-min": g.BackoffMin,
+		"graphite.backoff-max": g.BackoffMax, "spool.max-age": c.Spool.MaxAge,
+	} {
+		if d <= 0 {
+			return c.optionError(ctx, name, fmt.Errorf("must be positive, got %s", d))
+		}
+	}
+	if g.ReplayWindow < 0 {
+		return c.optionError(ctx, "graphite.replay-window", fmt.Errorf("must not be negative, got %s", g.ReplayWindow))
+	}
+	if g.ReplayRate < 0 {
+		return c.optionError(ctx, "graphite.replay-rate", fmt.Errorf("must not be negative, got %v", g.ReplayRate))
+	}
+	if g.BackoffMax < g.BackoffMin {
+		return c.optionError(ctx, "graphite.backoff-max", fmt.Errorf("%s is less than --graphite.backoff-min %s", g.BackoffMax, g.BackoffMin))
+	}
+	if _, err := c.splay(); err != nil {
+		return c.optionError(ctx, "graphite.splay", err)
+	}
+	for _, a := range g.Address {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return c.optionError(ctx, "graphite.address", err)
+		}
+	}
+	if _, err := c.tlsConfig(); err != nil {
+		return c.optionError(ctx, "graphite.tls.enabled", err)
+	}
 	if c.Prefix == "" {
 		return c.optionError(ctx, "prefix", errors.New("must not be empty"))
 	}
@@ -193,6 +262,55 @@ func (c *CLI) validate(ctx *kong.Context) error {
 		}
 	}
 	return nil
+}
+
+// splay is --graphite.splay: a duration within the interval, or derived from the host name.
+func (c *CLI) splay() (time.Duration, error) {
+	if c.Graphite.Splay == "auto" {
+		return graphite.SplayFor(c.host(), c.Interval), nil
+	}
+	d, err := time.ParseDuration(c.Graphite.Splay)
+	if err != nil {
+		return 0, errors.New(`want "auto" or a duration`)
+	}
+	if d < 0 || d >= c.Interval {
+		return 0, fmt.Errorf("%s is not within the interval [0, %s)", d, c.Interval)
+	}
+	return d, nil
+}
+
+// tlsConfig is the Graphite TLS setup, nil for plain TCP. Setting a TLS file without
+// enabling TLS is an error rather than a silent plain-text connection.
+func (c *CLI) tlsConfig() (*tls.Config, error) {
+	t := c.Graphite.TLS
+	if !t.Enabled {
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
+			return nil, errors.New("TLS options are set but TLS is off: add --graphite.tls.enabled")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("a client certificate needs both --graphite.tls.cert-file and --graphite.tls.key-file")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // collectorOptions are the collectors' options as set on the command line.
@@ -218,7 +336,7 @@ func (c *CLI) collectorEnabled(i int) bool {
 }
 
 // jobs builds every enabled collector, and picket's own, in registry order.
-func (c *CLI) jobs(log *slog.Logger) ([]scheduler.Job, error) {
+func (c *CLI) jobs(log *slog.Logger, reporters []reporter) ([]scheduler.Job, error) {
 	opts := c.collectorOptions(log)
 	var jobs []scheduler.Job
 	for i, f := range collectors.All {
@@ -231,7 +349,7 @@ func (c *CLI) jobs(log *slog.Logger) ([]scheduler.Job, error) {
 		}
 		jobs = append(jobs, scheduler.Job{Name: f.Name, Collector: col})
 	}
-	return append(jobs, scheduler.Job{Name: "picket", Collector: newSelfCollector()}), nil
+	return append(jobs, scheduler.Job{Name: "picket", Collector: newSelfCollector(reporters)}), nil
 }
 
 // effectiveTimeout caps --timeout so a tick always ends before the next one starts.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/picket-agent/picket/collectors"
 	"github.com/picket-agent/picket/exporters/graphite"
 	"github.com/picket-agent/picket/exporters/influx"
+	"github.com/picket-agent/picket/exporters/spool"
 	"github.com/picket-agent/picket/exporters/table"
 )
 
@@ -23,9 +25,9 @@ import (
 // ConfigError it makes picket exit 2 before anything starts.
 type usageError struct{ error }
 
-func (c *CLI) newScheduler(env *Env, out scheduler.Output) (*scheduler.Scheduler, error) {
+func (c *CLI) newScheduler(env *Env, out scheduler.Output, reporters ...reporter) (*scheduler.Scheduler, error) {
 	log := c.logger(env.Stderr)
-	jobs, err := c.jobs(log)
+	jobs, err := c.jobs(log, reporters)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -42,31 +44,91 @@ func (c *CLI) newScheduler(env *Env, out scheduler.Output) (*scheduler.Scheduler
 type RunCmd struct{}
 
 // Run collects every interval until the context ends (SIGINT, SIGTERM), then returns nil.
-// With no exporter configured, batches go to stdout as Graphite plaintext.
+// With a Graphite endpoint, each batch goes into the spool and the exporter delivers it
+// from there; with none, batches go to stdout as Graphite plaintext.
 func (RunCmd) Run(cli *CLI, env *Env) error {
-	out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
-	s, err := cli.newScheduler(env, out)
+	log := cli.logger(env.Stderr)
+	if len(cli.Graphite.Address) == 0 {
+		out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
+		s, err := cli.newScheduler(env, out)
+		if err != nil {
+			return err
+		}
+		log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
+		return cli.untilStopped(env, log, func() error { return s.Run(env.Ctx) })
+	}
+
+	sp, err := spool.Open(spool.Options{Dir: cli.Spool.Dir, MaxBytes: int64(cli.Spool.MaxBytes), MaxAge: cli.Spool.MaxAge, Logger: log})
 	if err != nil {
 		return err
 	}
-	log := cli.logger(env.Stderr)
-	log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
+	tlsConfig, _ := cli.tlsConfig() // checked in validate
+	splay, _ := cli.splay()
+	g := cli.Graphite
+	exp, err := graphite.New(graphite.Options{
+		Logger: log, Name: "graphite", Endpoints: g.Address, TLS: tlsConfig, Tagged: g.Tagged,
+		Prefix: cli.Prefix, Host: cli.host(), Spool: sp, Splay: splay,
+		ReplayWindow: g.ReplayWindow, ReplayRate: g.ReplayRate,
+		DialTimeout: g.DialTimeout, WriteTimeout: g.WriteTimeout, AckTimeout: g.AckTimeout,
+		BackoffMin: g.BackoffMin, BackoffMax: g.BackoffMax,
+		// Half the shutdown bound confirms what is in flight; the rest closes the spool.
+		DrainTimeout: cli.ShutdownTimeout / 2,
+	})
+	if err != nil {
+		sp.Close()
+		return usageError{fmt.Errorf("graphite: %w", err)}
+	}
+	s, err := cli.newScheduler(env, spoolOutput{sp}, exp, spoolReport{sp})
+	if err != nil {
+		sp.Close()
+		return err
+	}
+	log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "graphite",
+		"endpoints", len(g.Address), "spool", cli.Spool.Dir, "splay", splay)
+	return cli.untilStopped(env, log, func() error {
+		exported := make(chan error, 1)
+		go func() { exported <- exp.Run(env.Ctx) }()
+		err := s.Run(env.Ctx)
+		return errors.Join(err, <-exported, sp.Close())
+	})
+}
+
+// untilStopped runs fn, and once the context ends gives it --shutdown-timeout to return:
+// a tick stuck on a reader that stopped reading must not keep picket from exiting, so a
+// supervisor's stop never has to kill it. Ticks already in the spool are safe on disk.
+func (c *CLI) untilStopped(env *Env, log *slog.Logger, fn func() error) error {
 	done := make(chan error, 1)
-	go func() { done <- s.Run(env.Ctx) }()
+	go func() { done <- fn() }()
 	select {
 	case err := <-done:
 		return err
 	case <-env.Ctx.Done():
 	}
-	// The tick in flight may be stuck writing to a reader that stopped reading: exit
-	// within the bound even so, so that a supervisor's stop never has to kill picket.
 	select {
 	case err := <-done:
 		log.Info("picket stopped")
 		return err
-	case <-time.After(cli.ShutdownTimeout):
-		return fmt.Errorf("the tick in flight did not finish within --shutdown-timeout %s; exiting", cli.ShutdownTimeout)
+	case <-time.After(c.ShutdownTimeout):
+		return fmt.Errorf("the tick in flight did not finish within --shutdown-timeout %s; exiting", c.ShutdownTimeout)
 	}
+}
+
+// spoolOutput appends each batch to the spool, where exporters find it.
+type spoolOutput struct{ s *spool.Spool }
+
+// Write appends b; it returns once b is on disk.
+func (o spoolOutput) Write(_ context.Context, b *metric.Batch) error { return o.s.Append(b) }
+
+// spoolReport reports the spool's size as picket.spool.*.
+type spoolReport struct{ s *spool.Spool }
+
+var spoolLabels = []metric.Label{{Key: "component", Value: "spool"}}
+
+// Report adds picket.spool.bytes and picket.spool.segments.
+func (r spoolReport) Report(s *metric.Sink) {
+	st := r.s.Stats()
+	s.Gauge("bytes", float64(st.Bytes), spoolLabels...)
+	s.Gauge("segments", float64(st.Segments), spoolLabels...)
 }
 
 // OnceCmd is `picket once`.

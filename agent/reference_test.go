@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/picket-agent/picket/agent/scheduler"
 	"github.com/picket-agent/picket/collectors"
+	"github.com/picket-agent/picket/exporters/graphite"
+	"github.com/picket-agent/picket/exporters/spool"
 )
 
 var update = flag.Bool("update", false, "rewrite the metric reference in README.md")
@@ -73,7 +76,17 @@ func TestSelfSeriesDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := cli.newScheduler(&Env{Ctx: context.Background(), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}, nil)
+	// The exporter and the spool report whether or not the exporter runs.
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 1 << 20, MaxAge: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	exp, err := graphite.New(graphite.Options{Logger: slog.New(slog.DiscardHandler), Name: "graphite", Endpoints: []string{"127.0.0.1:1"}, Spool: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cli.newScheduler(&Env{Ctx: context.Background(), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}, nil, exp, spoolReport{sp})
 	if err != nil {
 		t.Fatal(err)
 	}

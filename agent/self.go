@@ -17,8 +17,16 @@ import (
 // under, never --path.procfs: a container reading the host's procfs would not find itself
 // there under its own pid.
 type selfCollector struct {
-	proc    procfs.Proc
-	runtime []metrics.Sample
+	proc      procfs.Proc
+	runtime   []metrics.Sample
+	reporters []reporter
+}
+
+// reporter is a part of the agent with self-metrics of its own (an exporter, the spool).
+type reporter interface {
+	// Report adds the part's picket.* samples. It is called once per tick from the self
+	// collector's goroutine, concurrently with the part's own work.
+	Report(s *metric.Sink)
 }
 
 var (
@@ -51,6 +59,19 @@ var selfSeries = []collectors.Series{
 	{Path: "picket.scheduler.ticks_skipped", Kind: metric.Counter, Help: "ticks left out because the one before overran"},
 	{Path: "picket.scheduler.write_errors", Kind: metric.Counter, Help: "batches the output failed to take"},
 	{Path: "picket.scheduler.nonfinite_dropped", Kind: metric.Counter, Help: "NaN or infinite samples left out (no wire format carries them)"},
+	{Path: "picket.<exporter>.sent", Kind: metric.Counter, Help: "datapoints written to the endpoint, replays included"},
+	{Path: "picket.<exporter>.acked", Kind: metric.Counter, Help: "datapoints the endpoint provably received and read"},
+	{Path: "picket.<exporter>.replayed", Kind: metric.Counter, Help: "datapoints sent from the backlog or the replay window"},
+	{Path: "picket.<exporter>.dropped_spool_full", Kind: metric.Counter, Help: "datapoints dropped undelivered because the spool reached --spool.max-bytes"},
+	{Path: "picket.<exporter>.dropped_expired", Kind: metric.Counter, Help: "datapoints dropped undelivered because they grew older than --spool.max-age"},
+	{Path: "picket.<exporter>.dropped_corrupt", Kind: metric.Counter, Help: "datapoints dropped because their spool record was damaged on disk"},
+	{Path: "picket.<exporter>.dropped_nonfinite", Kind: metric.Counter, Help: "NaN or infinite datapoints the wire format cannot carry"},
+	{Path: "picket.<exporter>.backlog_datapoints", Kind: metric.Gauge, Help: "datapoints in the spool not yet confirmed delivered"},
+	{Path: "picket.<exporter>.backlog_age_seconds", Kind: metric.Gauge, Unit: "seconds", Help: "age of the oldest datapoint not yet confirmed delivered (0 when none)"},
+	{Path: "picket.<exporter>.reconnects", Kind: metric.Counter, Help: "connections that failed and were replaced"},
+	{Path: "picket.<exporter>.endpoint", Kind: metric.Gauge, Help: "index of the endpoint in use in the configured list (0 the primary), -1 when none"},
+	{Path: "picket.spool.bytes", Kind: metric.Gauge, Unit: "bytes", Help: "size of the spool on disk"},
+	{Path: "picket.spool.segments", Kind: metric.Gauge, Help: "segment files in the spool"},
 	{Path: "picket.process.rss_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "resident memory of picket"},
 	{Path: "picket.process.cpu_seconds", Kind: metric.Counter, Unit: "seconds", Help: "CPU time picket used, user and system"},
 	{Path: "picket.process.open_fds", Kind: metric.Gauge, Help: "file descriptors picket holds"},
@@ -63,8 +84,8 @@ var selfSeries = []collectors.Series{
 	{Path: "picket.go.heap_allocs_bytes", Kind: metric.Counter, Unit: "bytes", Help: "bytes allocated on the heap since start"},
 }
 
-func newSelfCollector() *selfCollector {
-	c := &selfCollector{runtime: make([]metrics.Sample, len(runtimeMetrics))}
+func newSelfCollector(reporters []reporter) *selfCollector {
+	c := &selfCollector{runtime: make([]metrics.Sample, len(runtimeMetrics)), reporters: reporters}
 	for i, m := range runtimeMetrics {
 		c.runtime[i].Name = m.name
 	}
@@ -73,6 +94,9 @@ func newSelfCollector() *selfCollector {
 
 // Collect adds picket.process.* and picket.go.*.
 func (c *selfCollector) Collect(_ context.Context, s *metric.Sink) error {
+	for _, r := range c.reporters {
+		r.Report(s)
+	}
 	metrics.Read(c.runtime)
 	for i, m := range runtimeMetrics {
 		var v float64

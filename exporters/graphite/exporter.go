@@ -1,0 +1,598 @@
+package graphite
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/exporters/spool"
+)
+
+// Options configure an Exporter.
+type Options struct {
+	Logger *slog.Logger
+	// Name names the exporter's spool cursor and labels its self-metrics.
+	Name string
+	// Endpoints are host:port addresses, most preferred first: the first healthy one gets
+	// the traffic, and traffic returns to an earlier one when it recovers.
+	Endpoints []string
+	// TLS, when set, wraps every connection; verification is whatever the config says
+	// (on unless the user turned it off), never silently downgraded to plain TCP.
+	TLS *tls.Config
+	// Tagged selects the tagged plaintext form.
+	Tagged       bool
+	Prefix, Host string
+	Spool        *spool.Spool
+	// Splay delays each live tick's send by this much after its tick time, so hosts that
+	// tick at the same instant do not all send in the same millisecond.
+	Splay time.Duration
+	// ReplayWindow is how much already-delivered data is sent again after a connection
+	// fails: a carbon that dies loses the points still in its cache.
+	ReplayWindow time.Duration
+	// ReplayRate paces the backlog, in datapoints per second; 0 means unpaced.
+	ReplayRate float64
+	// DialTimeout bounds one connection attempt, TLS handshake included.
+	DialTimeout time.Duration
+	// WriteTimeout bounds one write into the socket.
+	WriteTimeout time.Duration
+	// AckTimeout is how long written data may stay unacknowledged or unread by the peer
+	// before the peer counts as failing and traffic moves on.
+	AckTimeout time.Duration
+	// BackoffMin and BackoffMax bound the exponential wait before a failed endpoint is
+	// tried again (with jitter).
+	BackoffMin, BackoffMax time.Duration
+	// DrainTimeout bounds, at shutdown, the wait for data in flight to be confirmed.
+	DrainTimeout time.Duration
+}
+
+// maxInFlight bounds the bytes written but not yet confirmed: a quiet point needs a pause
+// in the sending, and this is what makes the pauses.
+const maxInFlight = 1 << 20
+
+// pollEvery is how often the socket is looked at while data is in flight.
+const pollEvery = 10 * time.Millisecond
+
+// Exporter sends the spool to Graphite over TCP, advancing its cursor only past data the
+// peer has provably read. Create it with New and start it with Run.
+type Exporter struct {
+	o         Options
+	log       *slog.Logger
+	cursor    *spool.Cursor
+	endpoints []*endpoint
+	labels    []metric.Label
+
+	sent, acked, replayed, nonFinite, reconnects atomic.Uint64
+	active                                       atomic.Int64
+}
+
+// endpoint is one address of the ordered list, with its failure state.
+type endpoint struct {
+	addr, host, port string
+	// ips is the last successful resolution, used when DNS fails.
+	ips      []string
+	failures int
+	nextTry  time.Time
+	failing  bool
+}
+
+// New checks o and opens the exporter's spool cursor.
+func New(o Options) (*Exporter, error) {
+	if len(o.Endpoints) == 0 {
+		return nil, errors.New("no endpoint")
+	}
+	c, err := o.Spool.Cursor(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	e := &Exporter{o: o, log: o.Logger.With("exporter", o.Name), cursor: c,
+		labels: []metric.Label{{Key: "exporter", Value: o.Name}}}
+	for _, a := range o.Endpoints {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", a, err)
+		}
+		e.endpoints = append(e.endpoints, &endpoint{addr: a, host: host, port: port})
+	}
+	e.active.Store(-1)
+	return e, nil
+}
+
+// SplayFor derives a host's send offset within the interval from its name, so that the
+// same host always sends at the same offset and a fleet spreads evenly.
+func SplayFor(host string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(host))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// Run sends until ctx ends, then spends at most DrainTimeout confirming what is in flight,
+// persists the cursor and returns. Whatever was not confirmed stays in the spool.
+func (e *Exporter) Run(ctx context.Context) error {
+	defer func() {
+		if err := e.cursor.Flush(); err != nil {
+			e.log.Error("saving the spool cursor", "err", err)
+		}
+	}()
+	for {
+		conn, raw, idx, err := e.connect(ctx)
+		if err != nil {
+			return nil // ctx ended while no endpoint was reachable
+		}
+		ep := e.endpoints[idx]
+		e.active.Store(int64(idx))
+		e.log.Info("connected", "endpoint", ep.addr)
+		err = e.session(ctx, conn, raw, idx)
+		conn.Close()
+		e.active.Store(-1)
+		switch {
+		case errors.Is(err, errShutdown):
+			return nil
+		case errors.Is(err, errPreferred):
+			e.log.Info("moving back to a preferred endpoint", "from", ep.addr)
+		default:
+			e.reconnects.Add(1)
+			e.fail(ep, err)
+		}
+	}
+}
+
+var (
+	errShutdown  = errors.New("shutting down")
+	errPreferred = errors.New("a preferred endpoint is back")
+)
+
+// fail records an endpoint's failure and schedules its next try.
+func (e *Exporter) fail(ep *endpoint, err error) {
+	ep.failures++
+	d := e.o.BackoffMin << min(ep.failures-1, 20)
+	d = min(d, e.o.BackoffMax)
+	// Full jitter on the upper half: hosts that lost the same relay do not come back in step.
+	d = d/2 + rand.N(d/2+1)
+	ep.nextTry = time.Now().Add(d)
+	if !ep.failing {
+		e.log.Warn("endpoint failing", "endpoint", ep.addr, "err", err, "retry_in", d.Round(time.Millisecond))
+		ep.failing = true
+	}
+}
+
+// connect dials the endpoints in order, skipping those waiting out a backoff, until one
+// answers or ctx ends.
+func (e *Exporter) connect(ctx context.Context) (net.Conn, net.Conn, int, error) {
+	for {
+		var wake time.Time
+		for i, ep := range e.endpoints {
+			if time.Now().Before(ep.nextTry) {
+				if wake.IsZero() || ep.nextTry.Before(wake) {
+					wake = ep.nextTry
+				}
+				continue
+			}
+			conn, raw, err := e.dial(ctx, ep)
+			if err == nil {
+				if ep.failing {
+					e.log.Info("endpoint recovered", "endpoint", ep.addr)
+				}
+				ep.failures, ep.failing = 0, false
+				return conn, raw, i, nil
+			}
+			if ctx.Err() != nil {
+				return nil, nil, 0, ctx.Err()
+			}
+			e.fail(ep, err)
+			if wake.IsZero() || ep.nextTry.Before(wake) {
+				wake = ep.nextTry
+			}
+		}
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// dial connects to one endpoint: resolving its name afresh (the last good answer when DNS
+// fails), with keepalives and TCP_USER_TIMEOUT so a black-holed peer is noticed in seconds
+// rather than the kernel's fifteen minutes. It returns the connection to write to and the
+// TCP connection under it (the same one without TLS).
+func (e *Exporter) dial(ctx context.Context, ep *endpoint) (net.Conn, net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.o.DialTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupHost(ctx, ep.host)
+	switch {
+	case err == nil:
+		ep.ips = ips
+	case len(ep.ips) > 0:
+		e.log.Debug("resolving failed; using the last good address", "endpoint", ep.addr, "err", err)
+		ips = ep.ips
+	default:
+		return nil, nil, err
+	}
+	userTimeout := int(e.o.AckTimeout.Milliseconds())
+	d := net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, userTimeout)
+			})
+			return errors.Join(err, serr)
+		},
+	}
+	var errs []error
+	for _, ip := range ips {
+		raw, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, ep.port))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if e.o.TLS == nil {
+			return raw, raw, nil
+		}
+		cfg := e.o.TLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = ep.host
+		}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			errs = append(errs, fmt.Errorf("TLS handshake with %s: %w", ep.addr, err))
+			continue
+		}
+		return tc, raw, nil
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+// chunk is one spool record encoded for the wire.
+type chunk struct {
+	lines   []byte
+	end     spool.Position
+	count   uint64
+	time    time.Time
+	backlog bool
+}
+
+// produce reads records from it, encodes them and hands them over on out, until ctx ends
+// or, for the backlog, the read position reaches stop. Backlog chunks are paced to
+// ReplayRate. Buffers come back through free, so memory stays bounded by a few records.
+func (e *Exporter) produce(ctx context.Context, it *spool.Iterator, stop *spool.Position, out chan<- *chunk, free chan []byte) {
+	defer it.Close()
+	defer close(out)
+	var next time.Time // pacing: when the next backlog chunk may go
+	for {
+		if stop != nil && !it.Pos().Less(*stop) {
+			return
+		}
+		rec, err := it.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("reading the spool", "err", err)
+			}
+			return
+		}
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+		}
+		c := &chunk{end: rec.End, time: rec.Batch.Time, backlog: stop != nil}
+		c.lines, c.count = e.encode(buf[:0], &rec.Batch)
+		if stop != nil && e.o.ReplayRate > 0 {
+			now := time.Now()
+			if next.After(now) {
+				t := time.NewTimer(next.Sub(now))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			if next.Before(now) {
+				next = now
+			}
+			next = next.Add(time.Duration(float64(c.count) / e.o.ReplayRate * float64(time.Second)))
+		}
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// encode appends a batch's lines to dst and returns them with the number of datapoints.
+func (e *Exporter) encode(dst []byte, b *metric.Batch) ([]byte, uint64) {
+	ts := b.Time.Unix()
+	var n uint64
+	for i := range b.Samples {
+		var ok bool
+		if e.o.Tagged {
+			dst, ok = AppendTagged(dst, e.o.Host, &b.Samples[i], ts)
+		} else {
+			dst, ok = AppendPlain(dst, e.o.Prefix, e.o.Host, &b.Samples[i], ts)
+		}
+		if ok {
+			n++
+		} else {
+			e.nonFinite.Add(1)
+		}
+	}
+	return dst, n
+}
+
+// session sends over one connection until it fails, a preferred endpoint comes back, or
+// ctx ends. Live ticks go first; the backlog (from the cursor, rewound by the replay
+// window) follows behind them, paced.
+func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) error {
+	probe, err := newDeliveryProbe(raw)
+	if err != nil {
+		return err
+	}
+	// Record the window before anything is written: the largest window seen is the
+	// reference a quiet point is measured against.
+	if _, err := probe.quiet(); err != nil {
+		return err
+	}
+	// Graphite never writes back: a read that returns means the peer closed or reset.
+	closed := make(chan error, 1)
+	go func() {
+		var b [1]byte
+		_, err := conn.Read(b[:])
+		closed <- err
+	}()
+
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	start, liveStart := e.startPositions()
+	free := make(chan []byte, 4)
+	liveCh := make(chan *chunk, 1)
+	go e.produce(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
+	var backlogCh chan *chunk
+	if start.Less(liveStart) {
+		backlogCh = make(chan *chunk, 1)
+		stop := liveStart
+		go e.produce(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
+	}
+
+	var (
+		inflight      []*chunk
+		inflightBytes int
+		since         time.Time // when the oldest unconfirmed write was made
+		ackedBacklog  = start
+		ackedLive     = liveStart
+		pending       *chunk // a live chunk waiting for its splay
+		splay         = stoppedTimer()
+		// poll runs only while data is in flight: an idle agent does not wake up.
+		poll       = stoppedTimer()
+		preferred  = make(chan struct{}, 1)
+		wantSwitch bool
+		done       = ctx.Done()
+		drainUntil <-chan time.Time
+	)
+	if idx > 0 {
+		go e.watchPreferred(sctx, idx, preferred)
+	}
+
+	write := func(c *chunk) error {
+		if err := conn.SetWriteDeadline(time.Now().Add(e.o.WriteTimeout)); err != nil {
+			return err
+		}
+		if _, err := conn.Write(c.lines); err != nil {
+			return fmt.Errorf("writing to %s: %w", e.endpoints[idx].addr, err)
+		}
+		e.sent.Add(c.count)
+		if c.backlog {
+			e.replayed.Add(c.count)
+		}
+		if len(inflight) == 0 {
+			since = time.Now()
+			poll.Reset(pollEvery)
+		}
+		inflight = append(inflight, c)
+		inflightBytes += len(c.lines)
+		select {
+		case free <- c.lines[:0]:
+		default:
+		}
+		c.lines = nil
+		return nil
+	}
+
+	for {
+		// Take new data only while the in-flight bound allows and we are staying. Live
+		// goes first; the backlog flows whenever live has nothing to send.
+		accept := inflightBytes < maxInFlight && done != nil && !wantSwitch
+		liveIn, backlogIn := (<-chan *chunk)(liveCh), (<-chan *chunk)(backlogCh)
+		if !accept || pending != nil {
+			liveIn = nil
+		}
+		if !accept {
+			backlogIn = nil
+		}
+		select {
+		case <-done:
+			// Stop taking data; confirm what is in flight, within the drain bound.
+			done = nil
+			t := time.NewTimer(e.o.DrainTimeout)
+			defer t.Stop()
+			drainUntil = t.C
+			if len(inflight) == 0 {
+				return errShutdown
+			}
+		case <-drainUntil:
+			e.log.Warn("shutdown: data in flight not confirmed in time; it stays in the spool", "datapoints", inflightCount(inflight))
+			return errShutdown
+		case err := <-closed:
+			return fmt.Errorf("peer closed the connection: %w", err)
+		case <-preferred:
+			// The endpoint may still be waiting out its backoff: let connect try it now.
+			for _, ep := range e.endpoints[:idx] {
+				ep.nextTry = time.Time{}
+			}
+			if len(inflight) == 0 {
+				return errPreferred
+			}
+			wantSwitch = true
+		case c, ok := <-liveIn:
+			if !ok {
+				return errors.New("spool reader stopped")
+			}
+			if d := time.Until(c.time.Add(e.o.Splay)); d > 0 {
+				pending = c
+				splay.Reset(d)
+				continue
+			}
+			if err := write(c); err != nil {
+				return err
+			}
+		case <-splay.C:
+			if err := write(pending); err != nil {
+				return err
+			}
+			pending = nil
+		case c, ok := <-backlogIn:
+			if !ok {
+				backlogCh = nil
+				continue
+			}
+			if err := write(c); err != nil {
+				return err
+			}
+		case <-poll.C:
+			q, err := probe.quiet()
+			if err != nil {
+				return fmt.Errorf("reading TCP state: %w", err)
+			}
+			if !q {
+				if time.Since(since) > e.o.AckTimeout {
+					return fmt.Errorf("%d bytes not acknowledged and read by the peer within %s", inflightBytes, e.o.AckTimeout)
+				}
+				poll.Reset(pollEvery)
+				continue
+			}
+			for _, c := range inflight {
+				if c.backlog {
+					ackedBacklog = c.end
+				} else {
+					ackedLive = c.end
+				}
+				e.acked.Add(c.count)
+			}
+			inflight, inflightBytes = inflight[:0], 0
+			// The cursor covers a contiguous prefix: the backlog's confirmed part until
+			// the backlog reaches where live began, the live part after that.
+			commit := ackedBacklog
+			if !ackedBacklog.Less(liveStart) {
+				commit = ackedLive
+			}
+			if err := e.cursor.Commit(commit); err != nil {
+				e.log.Error("saving the spool cursor", "err", err)
+			}
+			if done == nil {
+				return errShutdown
+			}
+			if wantSwitch {
+				return errPreferred
+			}
+		}
+	}
+}
+
+// stoppedTimer returns a timer that has not been started.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+func inflightCount(cs []*chunk) uint64 {
+	var n uint64
+	for _, c := range cs {
+		n += c.count
+	}
+	return n
+}
+
+// startPositions returns where the backlog starts (the cursor, rewound by the replay
+// window) and where live data starts (the spool's end now).
+func (e *Exporter) startPositions() (start, live spool.Position) {
+	live = e.o.Spool.End()
+	cur := e.cursor.Position()
+	_, oldest := e.cursor.Backlog()
+	if oldest.IsZero() {
+		oldest = time.Now()
+	}
+	start = e.o.Spool.PositionAt(oldest.Add(-e.o.ReplayWindow))
+	if cur.Less(start) {
+		start = cur
+	}
+	return start, live
+}
+
+// watchPreferred tries the endpoints before idx on a backoff schedule and signals once one
+// of them accepts a TCP connection. It touches no endpoint state: the session does that
+// when the signal arrives.
+func (e *Exporter) watchPreferred(ctx context.Context, idx int, found chan<- struct{}) {
+	addrs := make([]string, idx)
+	for i, ep := range e.endpoints[:idx] {
+		addrs[i] = ep.addr
+	}
+	d := net.Dialer{Timeout: e.o.DialTimeout}
+	delay := e.o.BackoffMin
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		for _, a := range addrs {
+			if conn, err := d.DialContext(ctx, "tcp", a); err == nil {
+				conn.Close()
+				found <- struct{}{}
+				return
+			}
+		}
+		delay = min(delay*2, e.o.BackoffMax)
+	}
+}
+
+// Report adds the exporter's self-metrics. It is called from the agent's self collector,
+// concurrently with Run.
+func (e *Exporter) Report(s *metric.Sink) {
+	l := e.labels
+	s.Counter("sent", float64(e.sent.Load()), l...)
+	s.Counter("acked", float64(e.acked.Load()), l...)
+	s.Counter("replayed", float64(e.replayed.Load()), l...)
+	d := e.cursor.Drops()
+	s.Counter("dropped_spool_full", float64(d.SpoolFull), l...)
+	s.Counter("dropped_expired", float64(d.Expired), l...)
+	s.Counter("dropped_corrupt", float64(d.Corrupt), l...)
+	s.Counter("dropped_nonfinite", float64(e.nonFinite.Load()), l...)
+	n, oldest := e.cursor.Backlog()
+	s.Gauge("backlog_datapoints", float64(n), l...)
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	s.Gauge("backlog_age_seconds", age, l...)
+	s.Counter("reconnects", float64(e.reconnects.Load()), l...)
+	s.Gauge("endpoint", float64(e.active.Load()), l...)
+}

@@ -1,0 +1,178 @@
+package graphite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/exporters/spool"
+)
+
+// lineSink stands in for carbon: it reads plaintext lines on 127.0.0.1 and keeps the last
+// value per series and timestamp, as carbon does. A sink that does not read accepts
+// connections and leaves the bytes in its receive buffer, like a hung carbon.
+type lineSink struct {
+	l      net.Listener
+	mu     sync.Mutex
+	points map[string]string // "series ts" → value
+	conns  int
+}
+
+func newLineSink(t *testing.T, read bool) *lineSink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &lineSink{l: l, points: map[string]string{}}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+			t.Cleanup(func() { c.Close() })
+			if !read {
+				continue
+			}
+			go func() {
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					f := strings.Fields(sc.Text())
+					if len(f) != 3 {
+						continue
+					}
+					s.mu.Lock()
+					s.points[f[0]+" "+f[2]] = f[1]
+					s.mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *lineSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.points)
+}
+
+// batches makes n ticks of k samples each, ten seconds apart.
+func batches(n, k int) []*metric.Batch {
+	t0 := time.Unix(1700000000, 0)
+	out := make([]*metric.Batch, n)
+	for i := range out {
+		b := &metric.Batch{Time: t0.Add(time.Duration(i) * 10 * time.Second)}
+		for j := range k {
+			b.Samples = append(b.Samples, metric.Sample{
+				Collector: "test", Labels: []metric.Label{{Key: "n", Value: fmt.Sprint(j)}},
+				Field: "value", Value: float64(i*k + j), Kind: metric.Counter,
+			})
+		}
+		out[i] = b
+	}
+	return out
+}
+
+func testExporter(t *testing.T, endpoints ...string) (*Exporter, *spool.Spool) {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, MaxAge: 100 * 365 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	e, err := New(Options{
+		Logger: slog.New(slog.DiscardHandler), Name: "graphite", Endpoints: endpoints,
+		Prefix: "hosts", Host: "h", Spool: sp,
+		DialTimeout: time.Second, WriteTimeout: time.Second, AckTimeout: 500 * time.Millisecond,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, sp
+}
+
+// run starts e and returns a function that stops it and waits for Run to return.
+func run(e *Exporter) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		e.Run(ctx)
+		close(done)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDeliversAndCommits: every spooled datapoint arrives with its value and timestamp,
+// and the cursor ends at the spool's end once the peer has read them.
+func TestDeliversAndCommits(t *testing.T) {
+	sink := newLineSink(t, true)
+	e, sp := testExporter(t, sink.l.Addr().String())
+	for _, b := range batches(20, 50) {
+		if err := sp.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := run(e)
+	waitFor(t, "1000 points", func() bool { return sink.count() == 1000 })
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	stop()
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if v := sink.points["hosts.h.test.7.value 1700000030"]; v != "157" {
+		t.Errorf("point (test.7, tick 3) = %q, want 157", v)
+	}
+	if got := e.acked.Load(); got != 1000 {
+		t.Errorf("acked %d, want 1000", got)
+	}
+}
+
+// TestStalledPeerFailsOver: a primary that accepts but never reads is detected by the
+// missing quiet point, and everything goes to the secondary; nothing is confirmed while
+// it sits unread in the stalled peer's buffer.
+func TestStalledPeerFailsOver(t *testing.T) {
+	stalled := newLineSink(t, false)
+	good := newLineSink(t, true)
+	e, sp := testExporter(t, stalled.l.Addr().String(), good.l.Addr().String())
+	for _, b := range batches(10, 2000) {
+		if err := sp.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := run(e)
+	defer stop()
+	waitFor(t, "20000 points at the secondary", func() bool { return good.count() == 20000 })
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	if e.reconnects.Load() == 0 {
+		t.Error("no reconnect counted: the stalled primary was never given up")
+	}
+	if e.acked.Load() != 20000 || e.sent.Load() <= e.acked.Load() {
+		t.Errorf("sent %d acked %d: the bytes left unread in the stalled primary must not count as acknowledged", e.sent.Load(), e.acked.Load())
+	}
+}
