@@ -69,8 +69,10 @@ type Scheduler struct {
 	writeErrors  uint64
 	// nonFinite counts NaN and ±Inf samples left out: no wire format can carry them.
 	nonFinite uint64
-	// writeFailing is whether the last Write failed: the log speaks only when it changes.
+	// writeFailing is whether the last Write failed, and overrunning whether the last tick
+	// started late: the log speaks only when they change.
 	writeFailing bool
+	overrunning  bool
 }
 
 // health is what the last tick said about a job; the log speaks only when it changes.
@@ -144,7 +146,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				// Skip, never queue: the ticks between last and next that we could not start
 				// on time are counted once here and left out.
 				s.ticksSkipped += uint64(missed)
-				s.log.Warn("ticks skipped: the previous tick overran", "skipped", int64(missed), "interval", s.interval)
+				if !s.overrunning {
+					s.log.Warn("ticks skipped: the previous tick overran; counted in picket.scheduler.ticks_skipped until ticks are on time again",
+						"skipped", int64(missed), "interval", s.interval)
+					s.overrunning = true
+				}
+			case missed == 0 && s.overrunning:
+				s.log.Info("ticks on time again", "skipped", s.ticksSkipped)
+				s.overrunning = false
 			case missed < 0:
 				// The wall clock went back (stepped by NTP, a leap second, a VM resumed), and
 				// next is a tick already sent. Timers run on the monotonic clock, so this

@@ -164,11 +164,11 @@ func TestTickIsolatesFailures(t *testing.T) {
 	}
 }
 
-// recorder is an Output that keeps tick times and can stall.
+// recorder is an Output that keeps tick times and tells the test of each write.
 type recorder struct {
-	mu    sync.Mutex
-	times []time.Time
-	stall func(n int)
+	mu      sync.Mutex
+	times   []time.Time
+	written func(n int, t time.Time)
 }
 
 func (r *recorder) Write(ctx context.Context, b *metric.Batch) error {
@@ -176,8 +176,8 @@ func (r *recorder) Write(ctx context.Context, b *metric.Batch) error {
 	r.times = append(r.times, b.Time)
 	n := len(r.times)
 	r.mu.Unlock()
-	if r.stall != nil {
-		r.stall(n)
+	if r.written != nil {
+		r.written(n, b.Time)
 	}
 	return nil
 }
@@ -188,44 +188,70 @@ func (r *recorder) snapshot() []time.Time {
 	return append([]time.Time(nil), r.times...)
 }
 
-func TestRunAlignsAndSkipsOverruns(t *testing.T) {
-	const interval = 50 * time.Millisecond
-	rec := &recorder{stall: func(n int) {
-		if n == 2 {
-			// Overrun: the ticks that fall inside this stall must be skipped, not queued.
-			time.Sleep(3 * interval)
-		}
-	}}
-	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { s.Gauge("x", 1); return nil }}
-	s, _ := newTestScheduler(t, interval, interval/2, rec, Job{"c", c})
+// setClock is a wall clock for Run that reads the real time until a test sets it, and
+// then what it was set to. A test sets it after each write to the time the tick "ended",
+// so which tick Run starts next depends on the test alone, not on how late timers fire
+// on a busy machine; only the waits in between are real.
+type setClock struct{ nanos atomic.Int64 }
+
+func (c *setClock) now() time.Time {
+	if n := c.nanos.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Now()
+}
+
+func (c *setClock) set(t time.Time) { c.nanos.Store(t.UnixNano()) }
+
+// runTicks runs s on clock until out has n batches and returns their times.
+func runTicks(t *testing.T, s *Scheduler, clock *setClock, rec *recorder, n int) []time.Time {
+	t.Helper()
+	s.now = clock.now
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	for len(rec.snapshot()) < 5 {
-		time.Sleep(interval)
+	for len(rec.snapshot()) < n {
+		time.Sleep(s.interval / 4)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	times := rec.snapshot()
-	gap := false
-	for i, ts := range times {
-		if ts.UnixNano()%int64(interval) != 0 {
-			t.Errorf("tick %d at %v is not aligned to %v", i, ts, interval)
+	return rec.snapshot()[:n]
+}
+
+// TestRunAlignsAndSkipsOverruns: ticks that would start late because the one before
+// overran are skipped and counted, never queued, and two overruns in a row are logged once.
+func TestRunAlignsAndSkipsOverruns(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	clock := &setClock{}
+	rec := &recorder{written: func(n int, tick time.Time) {
+		took := interval / 10
+		if n == 2 || n == 3 {
+			took = 3*interval + interval/10 // overran into the third interval after it
 		}
-		if i > 0 {
-			d := ts.Sub(times[i-1])
-			if d <= 0 {
-				t.Errorf("tick %d at %v does not follow %v", i, ts, times[i-1])
-			}
-			if d > interval {
-				gap = true
-			}
+		clock.set(tick.Add(took))
+	}}
+	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { s.Gauge("x", 1); return nil }}
+	s, logs := newTestScheduler(t, interval, interval/2, rec, Job{"c", c})
+	times := runTicks(t, s, clock, rec, 6)
+
+	if times[0].UnixNano()%int64(interval) != 0 {
+		t.Errorf("first tick at %v is not aligned to %v", times[0], interval)
+	}
+	for i, gap := range []int{1, 4, 4, 1, 1} {
+		if d := times[i+1].Sub(times[i]); d != time.Duration(gap)*interval {
+			t.Errorf("tick %d comes %v after tick %d, want %d intervals: times %v", i+1, d, i, gap, times)
 		}
 	}
-	if !gap || s.ticksSkipped == 0 {
-		t.Errorf("an overrun of 3 intervals skipped nothing: times %v, skipped %d", times, s.ticksSkipped)
+	if s.ticksSkipped != 6 {
+		t.Errorf("skipped %d ticks, want 3 for each of the two overruns", s.ticksSkipped)
+	}
+	if n := strings.Count(logs.String(), "ticks skipped"); n != 1 {
+		t.Errorf("%d 'ticks skipped' log lines for two overruns in a row, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "ticks on time again"); n != 1 {
+		t.Errorf("%d 'on time again' log lines, want 1:\n%s", n, logs.String())
 	}
 }
 
@@ -233,36 +259,22 @@ func TestRunAlignsAndSkipsOverruns(t *testing.T) {
 // a leap second or an NTP step, the next tick still follows the last one sent instead of
 // repeating its timestamp.
 func TestRunClockStepsBack(t *testing.T) {
-	const interval = 100 * time.Millisecond
-	var back atomic.Int64 // how far the scheduler's wall clock is behind the real one
-	var rec *recorder
-	rec = &recorder{stall: func(n int) {
+	const interval = 50 * time.Millisecond
+	clock := &setClock{}
+	rec := &recorder{written: func(n int, tick time.Time) {
 		if n == 1 {
-			// Step the clock back to 40% of an interval before the tick just written,
-			// however late this runs on a loaded machine.
-			back.Store(int64(time.Since(rec.snapshot()[0]) + interval*4/10))
+			clock.set(tick.Add(-interval * 4 / 10)) // stepped back to before the tick
+		} else {
+			clock.set(tick.Add(interval / 10))
 		}
 	}}
 	c := &fake{fn: func(ctx context.Context, s *metric.Sink) error { s.Gauge("x", 1); return nil }}
 	s, logs := newTestScheduler(t, interval, interval/2, rec, Job{"c", c})
-	s.now = func() time.Time { return time.Now().Add(-time.Duration(back.Load())) }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
-	for len(rec.snapshot()) < 3 {
-		time.Sleep(interval / 2)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	times := rec.snapshot()
+	times := runTicks(t, s, clock, rec, 3)
+
 	for i := 1; i < len(times); i++ {
-		if !times[i].After(times[i-1]) {
-			t.Errorf("tick %d at %v does not follow %v: times %v", i, times[i].UnixMilli(), times[i-1].UnixMilli(), times)
-		}
-		if times[i].UnixNano()%int64(interval) != 0 {
-			t.Errorf("tick %d at %v is not aligned to %v", i, times[i], interval)
+		if d := times[i].Sub(times[i-1]); d != interval {
+			t.Errorf("tick %d comes %v after tick %d, want one interval: times %v", i, d, i-1, times)
 		}
 	}
 	if n := strings.Count(logs.String(), "wall clock went back"); n != 1 {
