@@ -243,8 +243,8 @@ func (c *CLI) validate(ctx *kong.Context) error {
 			return c.optionError(ctx, "graphite.address", err)
 		}
 	}
-	if _, err := c.tlsConfig(); err != nil {
-		return c.optionError(ctx, "graphite.tls.enabled", err)
+	if _, option, err := c.tlsConfig(); err != nil {
+		return c.optionError(ctx, option, err)
 	}
 	if c.Prefix == "" {
 		return c.optionError(ctx, "prefix", errors.New("must not be empty"))
@@ -280,37 +280,49 @@ func (c *CLI) splay() (time.Duration, error) {
 }
 
 // tlsConfig is the Graphite TLS setup, nil for plain TCP. Setting a TLS file without
-// enabling TLS is an error rather than a silent plain-text connection.
-func (c *CLI) tlsConfig() (*tls.Config, error) {
+// enabling TLS is an error rather than a silent plain-text connection. An error comes with
+// the option it is about, so that validate can say where that option was set.
+func (c *CLI) tlsConfig() (cfg *tls.Config, option string, err error) {
 	t := c.Graphite.TLS
 	if !t.Enabled {
-		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
-			return nil, errors.New("TLS options are set but TLS is off: add --graphite.tls.enabled")
+		for _, o := range []struct {
+			name string
+			set  bool
+		}{
+			{"graphite.tls.ca-file", t.CAFile != ""}, {"graphite.tls.cert-file", t.CertFile != ""},
+			{"graphite.tls.key-file", t.KeyFile != ""}, {"graphite.tls.server-name", t.ServerName != ""},
+			{"graphite.tls.insecure-skip-verify", t.InsecureSkipVerify},
+		} {
+			if o.set {
+				return nil, o.name, errors.New("TLS options are set but TLS is off: add --graphite.tls.enabled")
+			}
 		}
-		return nil, nil
+		return nil, "", nil
 	}
-	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	cfg = &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, "graphite.tls.ca-file", err
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
+			return nil, "graphite.tls.ca-file", fmt.Errorf("%s holds no PEM certificate", t.CAFile)
 		}
 	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("a client certificate needs both --graphite.tls.cert-file and --graphite.tls.key-file")
-	}
-	if t.CertFile != "" {
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return nil, "graphite.tls.cert-file", errors.New("a client certificate needs --graphite.tls.key-file too")
+	case t.CertFile == "" && t.KeyFile != "":
+		return nil, "graphite.tls.key-file", errors.New("a client key needs --graphite.tls.cert-file too")
+	case t.CertFile != "":
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, err
+			return nil, "graphite.tls.cert-file", err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return cfg, nil
+	return cfg, "", nil
 }
 
 // collectorOptions are the collectors' options as set on the command line.

@@ -48,6 +48,7 @@ func TestConfigErrors(t *testing.T) {
 		{"nanosecond interval", "interval: 1ns\n", []string{":1:", `"interval"`, "whole number of seconds"}},
 		{"not in enum", "log:\n  level: verbose\n", []string{":2:", `"log.level"`, `must be one of debug, info, warn, error, got "verbose"`}},
 		{"command's enum", "format: xml\n", []string{":1:", `"format"`, "must be one of"}},
+		{"TLS option with TLS off", "graphite:\n  tls:\n    ca-file: /etc/ssl/ca.pem\n", []string{":3:", `"graphite.tls.ca-file"`, "TLS is off"}},
 		{"list for one value", "collector:\n  net:\n    device-include: [eth0, eth1]\n", []string{":3:", `"collector.net.device-include"`, "a list, where one value is wanted"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +62,9 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("something ran: stdout %q", stdout.String())
 			}
 			msg := stderr.String()
+			if strings.Contains(msg, ": --") {
+				t.Errorf("stderr %q names the flag again after the key", msg)
+			}
 			for _, w := range append([]string{path}, tc.want...) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("stderr %q does not contain %q", msg, w)

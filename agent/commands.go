@@ -62,7 +62,7 @@ func (RunCmd) Run(cli *CLI, env *Env) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig, _ := cli.tlsConfig() // checked in validate
+	tlsConfig, _, _ := cli.tlsConfig() // checked in validate
 	splay, _ := cli.splay()
 	g := cli.Graphite
 	exp, err := graphite.New(graphite.Options{

@@ -176,6 +176,8 @@ func (c *fileConfig) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (an
 		scratch := reflect.New(flag.Target.Type()).Elem()
 		if err = flag.Parse(kong.Scan().PushTyped(value, kong.FlagValueToken), scratch); err == nil {
 			err = checkEnum(flag, scratch)
+		} else if inner := errors.Unwrap(err); inner != nil {
+			err = inner // kong's "--flag: " prefix: the ConfigError names the key already
 		}
 	}
 	if err != nil {
