@@ -11,6 +11,7 @@ import (
 // keep every earlier record, count the torn bytes, and charge the torn record's
 // datapoints when its header survived.
 func TestTornTail(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, Options{Dir: dir})
 	mustCursor(t, s, "graphite")
@@ -69,6 +70,7 @@ func TestTornTail(t *testing.T) {
 // Open), a damaged payload its record's datapoints (charged once per cursor); every other
 // record is read.
 func TestBitFlip(t *testing.T) {
+	t.Parallel()
 	const headerRec, payloadRec = 3, 6
 	tests := []struct {
 		name       string
@@ -148,4 +150,66 @@ func TestBitFlip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSegment opens a spool whose only segment holds arbitrary bytes and reads it all:
+// Open must succeed, reading must end, and what is read must lie within the spool.
+func FuzzSegment(f *testing.F) {
+	seed := f.TempDir()
+	s, err := Open(Options{Dir: seed, MaxBytes: 1 << 30})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 4 {
+		if err := s.Append(testBatch(i, time.Unix(int64(i), 0))); err != nil {
+			f.Fatal(err)
+		}
+	}
+	s.Close()
+	good, err := os.ReadFile(filepath.Join(seed, segmentName(0)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)-7])
+	f.Add(append(append([]byte("garbage"), good...), good[3:40]...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, segmentName(0)), data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cursor.a"), formatCursor(Position{}), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(Options{Dir: dir, MaxBytes: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		st := s.Stats()
+		if st.Bytes > int64(len(data)) || st.CorruptBytes > uint64(len(data)) {
+			t.Fatalf("stats %+v for %d bytes", st, len(data))
+		}
+		c := mustCursor(t, s, "a")
+		atOpen := c.Drops() // a torn tail, no longer in the spool
+		recs := readAll(t, c.Iterator(s.Start()))
+		if uint64(len(recs)) > st.Records {
+			t.Fatalf("read %d records, Open found %d", len(recs), st.Records)
+		}
+		end := s.End()
+		var dp uint64
+		for _, r := range recs {
+			if end.Less(r.end) || !r.pos.Less(r.end) {
+				t.Fatalf("record %v-%v outside the spool ending at %v", r.pos, r.end, end)
+			}
+			dp += uint64(len(r.b.Samples))
+		}
+		if d := c.Drops(); dp+d.Corrupt-atOpen.Corrupt > st.Datapoints {
+			t.Fatalf("read %d datapoints and charged %d, Open counted %d", dp, d.Corrupt-atOpen.Corrupt, st.Datapoints)
+		}
+		if s.Stats().CorruptBytes != st.CorruptBytes {
+			t.Fatalf("reading counted damage Open had counted: %d then %d", st.CorruptBytes, s.Stats().CorruptBytes)
+		}
+	})
 }

@@ -102,6 +102,9 @@ const intLimit = 1 << 48
 type encoder struct {
 	index map[string]uint64
 	strs  []string
+	// refs holds the string references of the samples in the order they are written,
+	// so that each string is looked up once: the table must precede the samples.
+	refs []uint64
 }
 
 // errTooLarge is returned for a batch whose record would exceed maxPayload or
@@ -120,17 +123,20 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 		e.index = make(map[string]uint64)
 	}
 	clear(e.index)
-	e.strs = e.strs[:0]
+	e.strs, e.refs = e.strs[:0], e.refs[:0]
 	for i := range b.Samples {
 		s := &b.Samples[i]
 		if i == 0 || !sameSeries(s, &b.Samples[i-1]) {
-			e.add(s.Collector)
+			e.refs = append(e.refs, e.ref(s.Collector), uint64(len(s.Labels)))
 			for _, l := range s.Labels {
-				e.add(l.Key)
-				e.add(l.Value)
+				k := e.ref(l.Key) << 1
+				if l.Named {
+					k |= 1
+				}
+				e.refs = append(e.refs, k, e.ref(l.Value))
 			}
 		}
-		e.add(s.Field)
+		e.refs = append(e.refs, e.ref(s.Field))
 	}
 	dst = append(dst, payloadVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(e.strs)))
@@ -139,6 +145,7 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 		dst = append(dst, s...)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(b.Samples)))
+	refs := e.refs
 	for i := range b.Samples {
 		s := &b.Samples[i]
 		var flags byte
@@ -155,18 +162,14 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 		}
 		dst = append(dst, flags)
 		if !same {
-			dst = binary.AppendUvarint(dst, e.index[s.Collector])
-			dst = binary.AppendUvarint(dst, uint64(len(s.Labels)))
-			for _, l := range s.Labels {
-				k := e.index[l.Key] << 1
-				if l.Named {
-					k |= 1
-				}
-				dst = binary.AppendUvarint(dst, k)
-				dst = binary.AppendUvarint(dst, e.index[l.Value])
+			n := 2 + 2*len(s.Labels) // collector, label count, the labels
+			for _, r := range refs[:n] {
+				dst = binary.AppendUvarint(dst, r)
 			}
+			refs = refs[n:]
 		}
-		dst = binary.AppendUvarint(dst, e.index[s.Field])
+		dst = binary.AppendUvarint(dst, refs[0])
+		refs = refs[1:]
 		if isInt {
 			dst = binary.AppendVarint(dst, iv)
 		} else {
@@ -176,12 +179,15 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 	return dst
 }
 
-// add gives s an index in the string table unless it has one.
-func (e *encoder) add(s string) {
-	if _, ok := e.index[s]; !ok {
-		e.index[s] = uint64(len(e.strs))
+// ref returns the string table index of s, adding s if it is new.
+func (e *encoder) ref(s string) uint64 {
+	i, ok := e.index[s]
+	if !ok {
+		i = uint64(len(e.strs))
+		e.index[s] = i
 		e.strs = append(e.strs, s)
 	}
+	return i
 }
 
 // sameSeries reports whether a and b have the same collector and labels. Collectors pass

@@ -71,6 +71,7 @@ func sameBatch(a, b *metric.Batch) string {
 }
 
 func TestPayloadRoundTrip(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1700000000, 0)
 	many := &metric.Batch{Time: t0}
 	for i := range 3000 {
@@ -111,6 +112,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 
 // Integral values take the varint path only where it is exact and shorter.
 func TestIntegral(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		v    float64
 		want bool
@@ -131,6 +133,7 @@ func TestIntegral(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
+	t.Parallel()
 	var e encoder
 	good := e.appendPayload(nil, testBatch(3, time.Unix(1, 0)))
 	n := uint32(len(testBatch(3, time.Unix(1, 0)).Samples))
@@ -167,6 +170,7 @@ func TestDecodeMalformed(t *testing.T) {
 }
 
 func TestParseHeader(t *testing.T) {
+	t.Parallel()
 	h := header{length: 300, datapoints: 100, time: -5, crc: 42}
 	good := make([]byte, headerSize)
 	h.put(good)

@@ -35,6 +35,7 @@ func startNext(ctx context.Context, it *Iterator) <-chan nextResult {
 // Next at the end blocks until Append, and Append wakes it at once: in a synctest bubble
 // the fake clock would have to move for a polling reader to see the record.
 func TestNextBlocksUntilAppend(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := openSpool(t, Options{Dir: t.TempDir()})
 		c := mustCursor(t, s, "graphite")
@@ -70,6 +71,7 @@ func TestNextBlocksUntilAppend(t *testing.T) {
 }
 
 func TestNextUnblocks(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		unblock func(s *Spool, cancel context.CancelFunc)
@@ -106,6 +108,7 @@ func TestNextUnblocks(t *testing.T) {
 
 // Commits are saved at most once a second, the latest winning.
 func TestCommitThrottled(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		s := openSpool(t, Options{Dir: dir})
@@ -142,6 +145,7 @@ func TestCommitThrottled(t *testing.T) {
 // Append, two exporters' iterators, commits and deletions all at once, for the race
 // detector; each iterator must see records in order, intact.
 func TestConcurrent(t *testing.T) {
+	t.Parallel()
 	s := openSpool(t, Options{Dir: t.TempDir(), MaxBytes: 40000, SegmentBytes: 5000})
 	const n = 400
 	var wg sync.WaitGroup

@@ -148,6 +148,7 @@ func datapoints(recs []spooled) (n uint64) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1700000000, 0)
 	tests := []struct {
 		name         string
@@ -191,6 +192,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestCursorDurability(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	o := Options{Dir: dir, SegmentBytes: 3000}
 	s := openSpool(t, o)
@@ -226,6 +228,7 @@ func TestCursorDurability(t *testing.T) {
 // A cursor added to a spool with history starts at the end, and its file is written at
 // once: appends before a restart are not skipped after it.
 func TestNewCursorStartsAtEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	o := Options{Dir: dir}
 	s := openSpool(t, o)
@@ -244,6 +247,7 @@ func TestNewCursorStartsAtEnd(t *testing.T) {
 }
 
 func TestCursorFileDamaged(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		content []byte
@@ -287,6 +291,7 @@ func TestCursorFileDamaged(t *testing.T) {
 }
 
 func TestCursorFileRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, p := range []Position{{}, {1, 2}, {0xffff_ffff_ffff_ffff, 1<<63 - 1}} {
 		got, err := parseCursor(formatCursor(p))
 		if err != nil || got != p {
@@ -298,6 +303,7 @@ func TestCursorFileRoundTrip(t *testing.T) {
 // Over MaxBytes, appends delete whole oldest segments, and each cursor is charged exactly
 // the datapoints it had not passed in them.
 func TestBound(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, Options{Dir: dir, MaxBytes: 20000, SegmentBytes: 4000})
 	behind := mustCursor(t, s, "behind")   // never commits
@@ -372,6 +378,7 @@ func TestBound(t *testing.T) {
 // An iterator holding a deleted segment open moves to the oldest live segment instead of
 // reading the rest of the deleted file.
 func TestIteratorOverDeletedSegment(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openSpool(t, Options{Dir: dir, MaxBytes: 12000, SegmentBytes: 4000})
 	c := mustCursor(t, s, "graphite")
@@ -407,6 +414,7 @@ func TestIteratorOverDeletedSegment(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1_700_000_000, 0)
 	clock := &fakeClock{t: t0}
 	dir := t.TempDir()
@@ -471,6 +479,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestPositionAt(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1_700_000_000, 0)
 	s := openSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 3000})
 	recs := appendAll(t, s, 0, 50, t0) // record i at t0+i s
@@ -497,6 +506,7 @@ func TestPositionAt(t *testing.T) {
 }
 
 func TestBacklog(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1_700_000_000, 0)
 	s := openSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 3000})
 	c := mustCursor(t, s, "graphite")
