@@ -97,7 +97,7 @@ func (it *Iterator) next(ctx context.Context, block bool) (*Record, error) {
 
 // locate settles the read position under the spool's lock: past the end of a finished
 // segment it moves to the next one, before the oldest (deleted) segment to the oldest,
-// beyond the end to the end. It returns the segment to read up to limit, or, at the end
+// beyond the end to the end, inside damage already found to its end. It returns the segment to read up to limit, or, at the end
 // of the spool, a channel that Append closes.
 func (it *Iterator) locate() (id uint64, limit, cutoff int64, wait <-chan struct{}, err error) {
 	s := it.s
@@ -112,6 +112,13 @@ func (it *Iterator) locate() (id uint64, limit, cutoff int64, wait <-chan struct
 		}
 		if g.id > it.pos.Segment {
 			it.pos = Position{g.id, 0}
+		}
+		for _, k := range g.gaps {
+			// Known damage is jumped, not searched again: the search could now accept a
+			// header whose record did not fit when the damage was found.
+			if k.from <= it.pos.Offset && it.pos.Offset < k.to {
+				it.pos.Offset = k.to
+			}
 		}
 		if it.pos.Offset < g.size {
 			return g.id, g.size, s.cutoff(), nil, nil

@@ -246,8 +246,14 @@ func (s *Spool) load() error {
 		}
 	}
 	slices.Sort(ids)
+	writable := true
 	for i, id := range ids {
 		g, err := s.scan(id, i == len(ids)-1)
+		if errors.Is(err, errTruncate) {
+			// Readers stop at g.size; appends go to a new segment.
+			s.log.Error("cannot truncate the torn end of a spool segment; starting a new one", "segment", segmentName(id), "err", err)
+			writable, err = false, nil
+		}
 		if err != nil {
 			// An unreadable segment is left on disk but out of the spool: nothing in it
 			// can be delivered or charged.
@@ -257,19 +263,17 @@ func (s *Spool) load() error {
 		s.segs = append(s.segs, g)
 		s.bytes += g.size
 	}
-	if len(s.segs) == 0 {
-		if err := s.create(s.nextID); err != nil {
-			return err
-		}
-	} else {
+	if len(s.segs) > 0 && writable {
 		last := s.segs[len(s.segs)-1]
 		wf, err := os.OpenFile(filepath.Join(s.o.Dir, segmentName(last.id)), os.O_WRONLY, 0)
 		if err != nil {
-			return fmt.Errorf("spool: %w", err)
+			s.log.Error("cannot append to the last spool segment; starting a new one", "segment", segmentName(last.id), "err", err)
 		}
 		s.wf = wf
-		if last.id+1 > s.nextID {
-			s.nextID = last.id + 1
+	}
+	if s.wf == nil {
+		if err := s.create(s.nextID); err != nil {
+			return err
 		}
 	}
 	start, end := s.start(), s.end()
@@ -327,10 +331,11 @@ func (s *Spool) scan(id uint64, last bool) (*segment, error) {
 		return g, nil
 	}
 	h, torn := r.tornHeader(tail, size)
-	if err := truncate(path, tail); err != nil {
-		return nil, err
-	}
 	g.size = tail
+	var terr error
+	if err := truncate(path, tail); err != nil {
+		terr = fmt.Errorf("%w: %w", errTruncate, err)
+	}
 	attrs := []any{"segment", segmentName(id), "offset", tail, "bytes", size - tail}
 	if torn {
 		// Charged directly, not as a span: appends will reuse these offsets.
@@ -342,8 +347,10 @@ func (s *Spool) scan(id uint64, last bool) (*segment, error) {
 		attrs = append(attrs, "datapoints", h.datapoints)
 	}
 	s.log.Warn("truncated a torn record at the end of the spool (interrupted write)", attrs...)
-	return g, nil
+	return g, terr
 }
+
+var errTruncate = errors.New("truncating a torn tail")
 
 // truncate cuts the file at path to size, durably.
 func truncate(path string, size int64) error {
@@ -492,9 +499,12 @@ func (s *Spool) drop(r reason) {
 			continue
 		}
 		before[c] = c.drops.total()
-		if (c.pos.Segment < g.id || c.pos == Position{g.id, 0}) && !c.chargedIn(g.id) {
+		switch {
+		case c.pos.Segment == g.id && c.pos.Offset >= g.size:
+			// Passed its last record.
+		case (c.pos.Segment < g.id || c.pos == Position{g.id, 0}) && !c.chargedIn(g.id):
 			c.drops.add(r, g.datapoints)
-		} else {
+		default:
 			inside = append(inside, c)
 		}
 	}

@@ -536,3 +536,85 @@ func TestBacklog(t *testing.T) {
 	c.Commit(recs[49].end)
 	check("at the end", 0, time.Time{})
 }
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	inUse := t.TempDir()
+	openSpool(t, Options{Dir: inUse})
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no dir", Options{MaxBytes: 1}, "spool: no directory"},
+		{"no bound", Options{Dir: t.TempDir()}, "spool: max bytes 0: must be positive"},
+		{"dir is a file", Options{Dir: file, MaxBytes: 1}, "spool: mkdir " + file + ": not a directory"},
+		{"in use", Options{Dir: inUse, MaxBytes: 1}, "spool: " + inUse + " is in use by another process"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(tt.o)
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("error %q, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Stray files do not stop Open: foreign names are ignored, an interrupted cursor save
+// is removed, a directory with a segment's name is passed over.
+func TestOpenStrayFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"notes.txt", "zz.seg", "cursor.x.tmp", "cursor.bad name"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, segmentName(7)), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	s := openSpool(t, Options{Dir: dir})
+	if _, err := os.Stat(filepath.Join(dir, "cursor.x.tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("interrupted cursor save left: %v", err)
+	}
+	// New segments are numbered after every segment name seen.
+	if s.End().Segment != 8 {
+		t.Fatalf("writing segment %d, want 8", s.End().Segment)
+	}
+	recs := appendAll(t, s, 0, 3, time.Unix(1e9, 0))
+	checkSame(t, readAll(t, mustCursor(t, s, "a").Iterator(s.Start())), recs)
+	if _, err := s.Cursor("bad name"); err == nil {
+		t.Fatal("cursor name with a space accepted")
+	}
+}
+
+// Cursor files are loaded at Open, so data deleted before the exporter asks for its
+// cursor is still charged to it.
+func TestDropsBeforeCursorCall(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := Options{Dir: dir, MaxBytes: 12000, SegmentBytes: 4000}
+	s := openSpool(t, o)
+	mustCursor(t, s, "graphite")
+	s.Close()
+	s = openSpool(t, o)
+	recs := appendAll(t, s, 0, 100, time.Unix(1e9, 0))
+	var deleted uint64
+	for _, r := range recs {
+		if r.pos.Segment < s.Start().Segment {
+			deleted += uint64(len(r.b.Samples))
+		}
+	}
+	if got := mustCursor(t, s, "graphite").Drops(); deleted == 0 || got != (Drops{SpoolFull: deleted}) {
+		t.Fatalf("drops %+v, want SpoolFull %d", got, deleted)
+	}
+}
