@@ -86,7 +86,7 @@ func batches(n, k int) []*metric.Batch {
 	return out
 }
 
-func testExporter(t *testing.T, endpoints ...string) (*Exporter, *spool.Spool) {
+func testExporter(t testing.TB, endpoints ...string) (*Exporter, *spool.Spool) {
 	t.Helper()
 	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, MaxAge: 100 * 365 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -96,7 +96,7 @@ func testExporter(t *testing.T, endpoints ...string) (*Exporter, *spool.Spool) {
 	e, err := New(Options{
 		Logger: slog.New(slog.DiscardHandler), Name: "graphite", Endpoints: endpoints,
 		Prefix: "hosts", Host: "h", Spool: sp,
-		DialTimeout: time.Second, WriteTimeout: time.Second, AckTimeout: 500 * time.Millisecond,
+		DialTimeout: time.Second, WriteTimeout: time.Second, AckTimeout: 3 * time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second,
 	})
 	if err != nil {
