@@ -22,9 +22,9 @@ import (
 // opening a spool and charging drops read headers only and seek over payloads.
 const (
 	headerSize  = 28
-	recordMagic = 0x74_6b_70_9d // "\x9dpkt" on disk; 0x9d is rare in text and small varints
+	recordMagic = 0x74_6b_70_9d // "\x9dpkt" on disk; 0x9d is not ASCII, so label text rarely holds it
 
-	// maxPayload bounds one record. A 2,000-sample tick encodes to about 10 KiB, so this
+	// maxPayload bounds one record. A 2,000-sample tick encodes to about 23 KiB, so this
 	// leaves room for hosts hundreds of times bigger. It is also the most a damaged length
 	// field can make a reader buffer, and the decoder's allocations are a fixed multiple of
 	// it (see decoder).

@@ -37,8 +37,8 @@ type Options struct {
 	// Dir holds the segment and cursor files. It is created (0o750) if missing.
 	Dir string
 	// MaxBytes bounds all segment files together. Appending past it deletes the oldest
-	// segments; the segment being written is never deleted, so the spool can exceed the
-	// bound by at most one record while it is the only segment.
+	// segments. The segment being written is never deleted, so the bound holds while one
+	// segment plus one record fits in it, as it does with the default SegmentBytes.
 	MaxBytes int64
 	// MaxAge, if positive, drops records older than this (reason "expired"): whole
 	// segments whose newest record is older, and older records met by an Iterator.
