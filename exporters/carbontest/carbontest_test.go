@@ -1,0 +1,198 @@
+package carbontest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// wait bounds every wait for carbon to write; it writes about every second.
+const wait = 20 * time.Second
+
+// send writes lines to addr on a new connection, and closes it.
+func send(t *testing.T, addr string, lines ...string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, strings.Join(lines, "\n")+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func line(series string, v float64, ts int64) string {
+	return fmt.Sprintf("%s %s %d", series, strconv.FormatFloat(v, 'g', -1, 64), ts)
+}
+
+func checkPoints(t *testing.T, c *Carbon, series string, want map[int64]float64) {
+	t.Helper()
+	if got := c.WaitPoints(t, series, len(want), wait); !maps.Equal(got, want) {
+		t.Errorf("%s: points %v, want %v", series, got, want)
+	}
+}
+
+func TestCarbonPoints(t *testing.T) {
+	t.Parallel()
+	c := Start(t)
+	now := time.Now().Unix()
+	want := map[string]map[int64]float64{
+		"a.b.c":            {now - 3: 1.5, now - 2: -2.25, now - 1: 1e300},
+		"a.b.d":            {now - 1: 0},
+		"tagged.m;b=2;a=x": {now - 2: 7},
+	}
+	send(t, c.Addr(),
+		line("a.b.c", 1.5, now-3), line("a.b.c", -2.25, now-2),
+		line("a.b.c", 99, now-1), line("a.b.c", 1e300, now-1), // the last value of a timestamp wins
+		line("a.b.d", 0, now-1),
+		line("tagged.m;b=2;a=x", 7, now-2),
+		"not a line",
+	)
+	start := time.Now()
+	for series, pts := range want {
+		checkPoints(t, c, series, pts)
+	}
+	t.Logf("points in whisper %v after sending", time.Since(start).Round(time.Millisecond))
+	if got, want := c.Series(t), []string{"a.b.c", "a.b.d", "tagged.m;a=x;b=2"}; !slices.Equal(got, want) {
+		t.Errorf("Series() = %q, want %q", got, want)
+	}
+	if got := c.Points(t, "a.b.nothing"); len(got) != 0 {
+		t.Errorf("Points of a series never sent = %v, want none", got)
+	}
+
+	// The reference reader agrees.
+	Require(t, "whisper-fetch")
+	out, err := exec.Command("whisper-fetch", "--json", "--from="+strconv.FormatInt(now-10, 10),
+		"--until="+strconv.FormatInt(now, 10), c.path("a.b.c")).Output()
+	if err != nil {
+		t.Fatalf("whisper-fetch: %v", err)
+	}
+	var fetched struct {
+		Start, Step int64
+		Values      []*float64
+	}
+	if err := json.Unmarshal(out, &fetched); err != nil {
+		t.Fatalf("whisper-fetch: %v in %s", err, out)
+	}
+	got := map[int64]float64{}
+	for i, v := range fetched.Values {
+		if v != nil {
+			got[fetched.Start+int64(i)*fetched.Step] = *v
+		}
+	}
+	if !maps.Equal(got, want["a.b.c"]) {
+		t.Errorf("whisper-fetch: %v, want %v", got, want["a.b.c"])
+	}
+}
+
+func TestStopRestart(t *testing.T) {
+	t.Parallel()
+	c := Start(t, WithRetentions("1s:1h"))
+	addr := c.Addr()
+	now := time.Now().Unix()
+	send(t, addr, line("before", 1, now-2))
+	checkPoints(t, c, "before", map[int64]float64{now - 2: 1})
+
+	open, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	c.Stop()
+	// Carbon closed its connections, and nothing listens on the port.
+	open.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := open.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read from a connection to a stopped carbon: %v, want EOF", err)
+	}
+	if _, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial a stopped carbon: %v, want connection refused", err)
+	}
+	c.Stop() // no-op
+
+	c.Restart()
+	if c.Addr() != addr {
+		t.Fatalf("Addr() = %s after Restart, was %s", c.Addr(), addr)
+	}
+	send(t, addr, line("after", 2, now-1))
+	checkPoints(t, c, "after", map[int64]float64{now - 1: 2})
+	checkPoints(t, c, "before", map[int64]float64{now - 2: 1})
+}
+
+// TestKillLosesCache slows carbon's writer to one series a second, so that when the first
+// series is in whisper the others are still in the cache, and kills it.
+func TestKillLosesCache(t *testing.T) {
+	t.Parallel()
+	c := Start(t, WithSetting("MAX_UPDATES_PER_SECOND", "1"))
+	now := time.Now().Unix()
+	const n = 10
+	var lines []string
+	for i := range n {
+		lines = append(lines, line(fmt.Sprintf("s.%d", i), float64(i), now-1))
+	}
+	send(t, c.Addr(), lines...)
+	deadline := time.Now().Add(wait)
+	for len(c.Series(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no series written")
+		}
+		time.Sleep(pollInterval)
+	}
+	c.Kill()
+	kept := c.Series(t)
+	if len(kept) >= n {
+		t.Fatalf("all %d series written before Kill; the writer was not slowed down", n)
+	}
+
+	c.Restart()
+	send(t, c.Addr(), line("marker", 1, now))
+	checkPoints(t, c, "marker", map[int64]float64{now: 1})
+	// Written after the restart, the marker shows carbon is writing again: the series that
+	// were in the cache at Kill are gone, not late.
+	want := append(slices.Clone(kept), "marker")
+	slices.Sort(want)
+	if got := c.Series(t); !slices.Equal(got, want) {
+		t.Errorf("Series() after Kill and Restart = %q, want %q", got, want)
+	}
+	t.Logf("Kill lost %d of %d series", n-len(kept), n)
+}
+
+func TestRelayFailover(t *testing.T) {
+	t.Parallel()
+	primary, standby := Start(t), Start(t)
+	r := StartRelay(t, primary.Addr(), standby.Addr())
+	now := time.Now().Unix()
+
+	send(t, r.Addr(), line("via.relay", 1, now-3))
+	checkPoints(t, primary, "via.relay", map[int64]float64{now - 3: 1})
+	if got := standby.Series(t); len(got) != 0 {
+		t.Errorf("standby has %q while the primary is up", got)
+	}
+
+	primary.Kill()
+	deadline := time.Now().Add(wait)
+	for len(standby.Points(t, "via.relay")) == 0 {
+		// The relay notices the primary is down when it next sends to it; until then
+		// it may queue for it, so keep sending.
+		if time.Now().After(deadline) {
+			t.Fatal("nothing reached the standby")
+		}
+		send(t, r.Addr(), line("via.relay", 2, now-2))
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	r.Restart()
+	send(t, r.Addr(), line("after.restart", 3, now))
+	checkPoints(t, standby, "after.restart", map[int64]float64{now: 3})
+}
