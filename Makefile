@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/picket-agent/picket/agent.Version=$(VERSION)
 GOFILES  = $(shell git ls-files --cached --others --exclude-standard '*.go')
 # Debian packages the tests need, by the command that shows each is there.
-DEB_NEEDS := gcc:gcc git:git
+DEB_NEEDS := gcc:gcc git:git carbon-cache:graphite-carbon carbon-c-relay:carbon-c-relay whisper-fetch:python3-whisper
 # …and the baselines the benchmarks measure picket against.
 DEB_BENCH_NEEDS := prometheus-node-exporter:prometheus-node-exporter
 
