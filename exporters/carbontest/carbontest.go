@@ -58,7 +58,7 @@ type config struct {
 
 // WithRetentions sets the retentions of the storage schema, which matches every series;
 // the default is "1s:1d", one point per second for a day. Points reads the first, finest
-// archive.
+// archive. Whisper drops points older than the longest retention when they are written.
 func WithRetentions(r string) Option {
 	return func(c *config) { c.retentions = r }
 }

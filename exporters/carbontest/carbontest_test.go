@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -128,6 +129,80 @@ func TestStopRestart(t *testing.T) {
 	send(t, addr, line("after", 2, now-1))
 	checkPoints(t, c, "after", map[int64]float64{now - 1: 2})
 	checkPoints(t, c, "before", map[int64]float64{now - 2: 1})
+}
+
+// TestStopLosesCache pins what the package says of Stop: carbon-cache 1.1 does not write on
+// SIGTERM what arrived while its writer slept. Its writer sleeps a second after each pass,
+// so the test sends a point just after a pass (the one that wrote the previous point),
+// waits until carbon has read it, and stops carbon. Should the writer wake up first, it
+// tries again.
+func TestStopLosesCache(t *testing.T) {
+	t.Parallel()
+	c := Start(t)
+	now := time.Now().Unix()
+	for attempt := range 3 {
+		pass := fmt.Sprintf("pass.%d", attempt)
+		send(t, c.Addr(), line(pass, 1, now))
+		c.WaitPoints(t, pass, 1, wait)
+
+		conn, err := net.Dial("tcp", c.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := fmt.Sprintf("lost.%d", attempt)
+		if _, err := io.WriteString(conn, line(lost, 2, now)+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		waitRead(t, conn)
+		c.Stop()
+		conn.Close()
+		if len(c.Points(t, lost)) == 0 {
+			return
+		}
+		t.Logf("attempt %d: the writer woke before the stop", attempt)
+		c.Restart()
+	}
+	t.Error("Stop wrote what carbon had read, three times out of three")
+}
+
+// waitRead waits until the peer of c, on this host, has read everything c sent: c's send
+// queue and the peer's receive queue are empty in /proc/net/tcp.
+func waitRead(t *testing.T, c net.Conn) {
+	t.Helper()
+	hex := func(a net.Addr) string {
+		ap := a.(*net.TCPAddr).AddrPort()
+		ip := ap.Addr().As4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	}
+	local, remote := hex(c.LocalAddr()), hex(c.RemoteAddr())
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsent, unread := true, true
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 5 {
+				continue
+			}
+			tx, rx, _ := strings.Cut(f[4], ":")
+			switch {
+			case f[1] == local && f[2] == remote:
+				unsent = strings.Trim(tx, "0") != ""
+			case f[1] == remote && f[2] == local:
+				unread = strings.Trim(rx, "0") != ""
+			}
+		}
+		if !unsent && !unread {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("carbon did not read what was sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestKillLosesCache slows carbon's writer to one series a second, so that when the first

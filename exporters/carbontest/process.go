@@ -84,6 +84,8 @@ func startProcess(out *output, name string, args ...string) (*process, error) {
 	fmt.Fprintf(out, "--- carbontest: %s %s\n", name, strings.Join(args, " "))
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	// Twisted's import of deprecated ciphers would open every carbon log with 8 lines.
+	cmd.Env = append(os.Environ(), "PYTHONWARNINGS=ignore")
 	// If the test binary dies (a panic, go test's timeout), the server goes with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
