@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/picket-agent/picket/exporters/portlease"
 )
 
 // Carbon is a carbon-cache run by Start. Its methods are for the test's goroutine.
@@ -121,7 +123,7 @@ func Start(t testing.TB, opts ...Option) *Carbon {
 			t.Logf("carbon-cache on %s, output:\n%s", c.addr, c.out)
 		}
 	})
-	hold, port, err := holdPort()
+	hold, port, err := portlease.Hold()
 	if err != nil {
 		t.Fatalf("carbontest: %v", err)
 	}
@@ -297,26 +299,4 @@ func (c *Carbon) path(series string) string {
 	sum := sha256.Sum256([]byte(norm))
 	h := hex.EncodeToString(sum[:])
 	return filepath.Join(c.whisperDir(), "_tagged", h[0:3], h[3:6], strings.ReplaceAll(norm, ".", "_DOT_")+".wsp")
-}
-
-// holdPort binds a socket with SO_REUSEPORT to a free port on 127.0.0.1, without
-// listening, and returns it and the port.
-func holdPort() (int, int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, 0, fmt.Errorf("holding a port: %w", err)
-	}
-	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	if err == nil {
-		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
-	}
-	var sa unix.Sockaddr
-	if err == nil {
-		sa, err = unix.Getsockname(fd)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("holding a port on 127.0.0.1: %w", err)
-	}
-	return fd, sa.(*unix.SockaddrInet4).Port, nil
 }

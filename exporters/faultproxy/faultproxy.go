@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/picket-agent/picket/exporters/portlease"
 )
 
 // rcvBuf is the SO_RCVBUF asked for on the listener and so on every accepted socket (the
@@ -101,7 +103,7 @@ type conn struct {
 // mode. The test's cleanup closes it, resetting every connection still open.
 func New(t testing.TB, target string) *Proxy {
 	t.Helper()
-	hold, port, err := holdPort()
+	hold, port, err := portlease.Hold()
 	if err != nil {
 		t.Fatalf("faultproxy: %v", err)
 	}
@@ -614,28 +616,6 @@ func listenerOptions(_, _ string, rc syscall.RawConn) error {
 		}
 	})
 	return errors.Join(cerr, err)
-}
-
-// holdPort binds a socket with SO_REUSEPORT to a free port on 127.0.0.1, without
-// listening, and returns it and the port.
-func holdPort() (int, int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, 0, fmt.Errorf("holding a port: %w", err)
-	}
-	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	if err == nil {
-		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
-	}
-	var sa unix.Sockaddr
-	if err == nil {
-		sa, err = unix.Getsockname(fd)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("holding a port on 127.0.0.1: %w", err)
-	}
-	return fd, sa.(*unix.SockaddrInet4).Port, nil
 }
 
 // dropAll is a classic BPF socket filter that keeps no byte of any packet: the kernel
