@@ -176,3 +176,17 @@ func TestStalledPeerFailsOver(t *testing.T) {
 		t.Errorf("sent %d acked %d: the bytes left unread in the stalled primary must not count as acknowledged", e.sent.Load(), e.acked.Load())
 	}
 }
+
+// TestAppendLastLine: the nudge is always one whole line, the last one written.
+func TestAppendLastLine(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{
+		{"", ""},
+		{"a 1 10\n", "a 1 10\n"},
+		{"a 1 10\nb 2 10\n", "b 2 10\n"},
+		{"a 1 10\n\n", "\n"},
+	} {
+		if got := string(appendLastLine([]byte("x"), []byte(tc.lines))); got != "x"+tc.want {
+			t.Errorf("appendLastLine(%q) = %q, want %q", tc.lines, got, "x"+tc.want)
+		}
+	}
+}

@@ -48,11 +48,11 @@ func newDeliveryProbe(c net.Conn) (*deliveryProbe, error) {
 	return &deliveryProbe{raw: raw}, nil
 }
 
-// quiet reports whether everything written so far has been acknowledged and read.
-func (p *deliveryProbe) quiet() (bool, error) {
+// quiet reports whether everything written so far has been acknowledged and read, and
+// whether the peer's kernel at least has all of it (the send queue is empty).
+func (p *deliveryProbe) quiet() (quiet, drained bool, err error) {
 	var outq int
 	var info *unix.TCPInfo
-	var err error
 	cerr := p.raw.Control(func(fd uintptr) {
 		// SIOCOUTQ first: if the queue is empty now, bytes acknowledged later than this
 		// read cannot exist, so the window read next describes all of them.
@@ -62,13 +62,13 @@ func (p *deliveryProbe) quiet() (bool, error) {
 		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	})
 	if cerr != nil {
-		return false, cerr
+		return false, false, cerr
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if info.Snd_wnd > p.maxWnd {
 		p.maxWnd = info.Snd_wnd
 	}
-	return outq == 0 && info.Snd_wnd >= p.maxWnd, nil
+	return outq == 0 && info.Snd_wnd >= p.maxWnd, outq == 0, nil
 }
