@@ -74,6 +74,8 @@ type Exporter struct {
 	cursor    *spool.Cursor
 	endpoints []*endpoint
 	labels    []metric.Label
+	// lookup resolves a host name; tests stand in for DNS here.
+	lookup func(ctx context.Context, host string) ([]string, error)
 
 	sent, acked, replayed, nonFinite, reconnects atomic.Uint64
 	active                                       atomic.Int64
@@ -99,7 +101,7 @@ func New(o Options) (*Exporter, error) {
 		return nil, err
 	}
 	e := &Exporter{o: o, log: o.Logger.With("exporter", o.Name), cursor: c,
-		labels: []metric.Label{{Key: "exporter", Value: o.Name}}}
+		labels: []metric.Label{{Key: "exporter", Value: o.Name}}, lookup: net.DefaultResolver.LookupHost}
 	for _, a := range o.Endpoints {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
@@ -214,7 +216,7 @@ func (e *Exporter) connect(ctx context.Context) (net.Conn, net.Conn, int, error)
 func (e *Exporter) dial(ctx context.Context, ep *endpoint) (net.Conn, net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.o.DialTimeout)
 	defer cancel()
-	ips, err := net.DefaultResolver.LookupHost(ctx, ep.host)
+	ips, err := e.lookup(ctx, ep.host)
 	switch {
 	case err == nil:
 		ep.ips = ips

@@ -16,13 +16,16 @@ import (
 )
 
 // lineSink stands in for carbon: it reads plaintext lines on 127.0.0.1 and keeps the last
-// value per series and timestamp, as carbon does. A sink that does not read accepts
-// connections and leaves the bytes in its receive buffer, like a hung carbon.
+// value per series and timestamp, as carbon does, and how often each arrived. A sink that
+// does not read accepts connections and leaves the bytes in its receive buffer, like a hung
+// carbon.
 type lineSink struct {
 	l      net.Listener
 	mu     sync.Mutex
 	points map[string]string // "series ts" → value
+	seen   map[string]int    // "series ts" → times received
 	conns  int
+	open   map[net.Conn]struct{}
 }
 
 func newLineSink(t *testing.T, read bool) *lineSink {
@@ -31,7 +34,12 @@ func newLineSink(t *testing.T, read bool) *lineSink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &lineSink{l: l, points: map[string]string{}}
+	return serveLines(t, l, read)
+}
+
+// serveLines runs a lineSink on l, which the test's cleanup closes.
+func serveLines(t *testing.T, l net.Listener, read bool) *lineSink {
+	s := &lineSink{l: l, points: map[string]string{}, seen: map[string]int{}, open: map[net.Conn]struct{}{}}
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -41,6 +49,7 @@ func newLineSink(t *testing.T, read bool) *lineSink {
 			}
 			s.mu.Lock()
 			s.conns++
+			s.open[c] = struct{}{}
 			s.mu.Unlock()
 			t.Cleanup(func() { c.Close() })
 			if !read {
@@ -55,8 +64,12 @@ func newLineSink(t *testing.T, read bool) *lineSink {
 					}
 					s.mu.Lock()
 					s.points[f[0]+" "+f[2]] = f[1]
+					s.seen[f[0]+" "+f[2]]++
 					s.mu.Unlock()
 				}
+				s.mu.Lock()
+				delete(s.open, c)
+				s.mu.Unlock()
 			}()
 		}
 	}()
@@ -67,6 +80,15 @@ func (s *lineSink) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.points)
+}
+
+// kick closes the sink's open connections, as a carbon that restarts would.
+func (s *lineSink) kick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.open {
+		c.Close()
+	}
 }
 
 // batches makes n ticks of k samples each, ten seconds apart.
