@@ -24,8 +24,11 @@ type lineSink struct {
 	mu     sync.Mutex
 	points map[string]string // "series ts" → value
 	seen   map[string]int    // "series ts" → times received
-	conns  int
-	open   map[net.Conn]struct{}
+	// first is when each timestamp's first line arrived, order the timestamps so.
+	first map[string]time.Time
+	order []string
+	conns int
+	open  map[net.Conn]struct{}
 }
 
 func newLineSink(t *testing.T, read bool) *lineSink {
@@ -39,7 +42,7 @@ func newLineSink(t *testing.T, read bool) *lineSink {
 
 // serveLines runs a lineSink on l, which the test's cleanup closes.
 func serveLines(t *testing.T, l net.Listener, read bool) *lineSink {
-	s := &lineSink{l: l, points: map[string]string{}, seen: map[string]int{}, open: map[net.Conn]struct{}{}}
+	s := &lineSink{l: l, points: map[string]string{}, seen: map[string]int{}, first: map[string]time.Time{}, open: map[net.Conn]struct{}{}}
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -65,6 +68,10 @@ func serveLines(t *testing.T, l net.Listener, read bool) *lineSink {
 					s.mu.Lock()
 					s.points[f[0]+" "+f[2]] = f[1]
 					s.seen[f[0]+" "+f[2]]++
+					if _, ok := s.first[f[2]]; !ok {
+						s.first[f[2]] = time.Now()
+						s.order = append(s.order, f[2])
+					}
 					s.mu.Unlock()
 				}
 				s.mu.Lock()
@@ -110,11 +117,24 @@ func batches(n, k int) []*metric.Batch {
 
 func testExporter(t testing.TB, endpoints ...string) (*Exporter, *spool.Spool) {
 	t.Helper()
-	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 64 << 20, MaxAge: 100 * 365 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	sp := openSpool(t, t.TempDir())
+	return exporterOn(t, sp, endpoints...), sp
+}
+
+// openSpool opens the spool in dir; the test's cleanup closes it.
+func openSpool(t testing.TB, dir string) *spool.Spool {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: dir, MaxBytes: 64 << 20, MaxAge: 100 * 365 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+// exporterOn is an exporter named graphite reading sp, with short timeouts.
+func exporterOn(t testing.TB, sp *spool.Spool, endpoints ...string) *Exporter {
+	t.Helper()
 	e, err := New(Options{
 		Logger: slog.New(slog.DiscardHandler), Name: "graphite", Endpoints: endpoints,
 		Prefix: "hosts", Host: "h", Spool: sp,
@@ -124,7 +144,7 @@ func testExporter(t testing.TB, endpoints ...string) (*Exporter, *spool.Spool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, sp
+	return e
 }
 
 // run starts e and returns a function that stops it and waits for Run to return.
