@@ -213,8 +213,9 @@ func (c *Carbon) Restart() {
 }
 
 // Points returns the points stored for series in the finest archive of its whisper file, by
-// timestamp; none if the series does not exist. Points still in carbon's cache are not
-// there yet. A tagged series ("name;k=v;…") is found the way carbon stores it, tags sorted.
+// timestamp; none if the series does not exist or carbon is still creating its file. Points
+// still in carbon's cache are not there yet. A tagged series ("name;k=v;…") is found the way
+// carbon stores it, tags sorted.
 func (c *Carbon) Points(t testing.TB, series string) map[int64]float64 {
 	t.Helper()
 	b, err := os.ReadFile(c.path(series))
@@ -225,6 +226,9 @@ func (c *Carbon) Points(t testing.TB, series string) map[int64]float64 {
 		t.Fatalf("carbontest: %v", err)
 	}
 	pts, err := parseWhisper(b)
+	if errors.Is(err, errShort) {
+		return map[int64]float64{} // carbon is creating the file: no point in it yet
+	}
 	if err != nil {
 		t.Fatalf("carbontest: reading %s: %v", c.path(series), err)
 	}

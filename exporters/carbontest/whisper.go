@@ -10,6 +10,12 @@ import (
 // errCorrupt is wrapped by the errors of parseWhisper for a file that is not a whisper file.
 var errCorrupt = errors.New("corrupt whisper file")
 
+// errShort is wrapped, with errCorrupt, by the errors of parseWhisper for a file shorter
+// than its header or its first archive. whisper.create opens the file empty, writes the
+// header, then the last byte of the archives (sparse) or zeros up to it, so a reader that
+// comes while carbon creates a series sees such a file.
+var errShort = errors.New("shorter than its header or archive")
+
 // Sizes in a whisper file, all numbers big-endian:
 //
 //	header       aggregation uint32, max retention uint32, xFilesFactor float32, archive count uint32
@@ -32,18 +38,24 @@ const (
 // timestamp 0.
 func parseWhisper(b []byte) (map[int64]float64, error) {
 	if len(b) < headerSize+archiveInfoSize {
-		return nil, fmt.Errorf("%w: %d bytes, shorter than a header", errCorrupt, len(b))
+		return nil, fmt.Errorf("%w: %d bytes: %w", errCorrupt, len(b), errShort)
 	}
-	if n := binary.BigEndian.Uint32(b[12:16]); n == 0 {
+	archives := int64(binary.BigEndian.Uint32(b[12:16]))
+	if archives == 0 {
 		return nil, fmt.Errorf("%w: no archives", errCorrupt)
 	}
 	info := b[headerSize:]
 	offset := int64(binary.BigEndian.Uint32(info[0:4]))
 	step := int64(binary.BigEndian.Uint32(info[4:8]))
 	slots := int64(binary.BigEndian.Uint32(info[8:12]))
-	if step == 0 || slots == 0 || offset < headerSize+archiveInfoSize || offset+slots*pointSize > int64(len(b)) {
-		return nil, fmt.Errorf("%w: archive of %d points of %d s at offset %d in %d bytes",
-			errCorrupt, slots, step, offset, len(b))
+	// The first archive follows the archive infos.
+	if step == 0 || slots == 0 || offset != headerSize+archives*archiveInfoSize {
+		return nil, fmt.Errorf("%w: %d archives, the first of %d points of %d s at offset %d",
+			errCorrupt, archives, slots, step, offset)
+	}
+	if offset+slots*pointSize > int64(len(b)) {
+		return nil, fmt.Errorf("%w: archive of %d points at offset %d in %d bytes: %w",
+			errCorrupt, slots, offset, len(b), errShort)
 	}
 	ring := b[offset : offset+slots*pointSize]
 	point := func(i int64) (int64, float64) {
