@@ -9,12 +9,17 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/picket-agent/picket/agent.Version=$(VERSION)
 GOFILES  = $(shell git ls-files --cached --others --exclude-standard '*.go')
-# Debian packages the tests need, by the command that shows each is there.
-DEB_NEEDS := gcc:gcc git:git carbon-cache:graphite-carbon carbon-c-relay:carbon-c-relay whisper-fetch:python3-whisper
+# The compiler that generates the BPF objects, pinned: the committed objects are what this
+# clang makes of bpf/ (the libbpf headers are vendored in bpf/include), so regenerating
+# them anywhere gives the same bytes, and CI can check they are fresh.
+DEB_GEN_NEEDS := clang-14:clang-14 llvm-strip-14:llvm-14
+# Debian packages the tests need, by the command that shows each is there. setpriv runs
+# picket without capabilities in the eBPF degradation test.
+DEB_NEEDS := gcc:gcc git:git carbon-cache:graphite-carbon carbon-c-relay:carbon-c-relay whisper-fetch:python3-whisper setpriv:util-linux $(DEB_GEN_NEEDS)
 # …and the baselines the benchmarks measure picket against.
 DEB_BENCH_NEEDS := prometheus-node-exporter:prometheus-node-exporter
 
-.PHONY: all build run once test deps apt-install lint tidy-check bench generate clean
+.PHONY: all build run once test deps apt-install lint tidy-check generate-check bench generate clean
 
 all: build
 
@@ -30,8 +35,8 @@ run: build
 once: build
 	./bin/picket once --format table $(ARGS)
 
-## test: install what is missing, lint, check go.mod is tidy, run every test with -race
-test: deps lint tidy-check
+## test: install what is missing, lint, check go.mod is tidy and the BPF objects fresh, run every test with -race
+test: deps lint tidy-check generate-check
 	$(GO) test -race -count=1 ./...
 
 ## deps: install the Debian packages the tests need, where missing
@@ -65,9 +70,20 @@ bench:
 	@$(MAKE) --no-print-directory apt-install NEEDS="$(DEB_BENCH_NEEDS)"
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
 
-## generate: regenerate generated code (the BPF objects, once there are probes)
+## generate: regenerate the BPF objects and their Go loaders (bpf2go, clang-14)
 generate:
-	$(GO) generate ./...
+	@$(MAKE) --no-print-directory apt-install NEEDS="$(DEB_GEN_NEEDS)"
+	$(GO) generate ./bpf/...
+
+# generate-check: the committed BPF objects are what `make generate` makes of the sources
+# (compared file by file, so it also holds in a tree with uncommitted edits)
+generate-check:
+	@sum() { find bpf -type f | LC_ALL=C sort | xargs sha256sum; }; \
+	before=$$(sum); $(MAKE) --no-print-directory generate || exit 1; \
+	if [ "$$(sum)" != "$$before" ]; then \
+		echo "the generated BPF files were stale; run make generate and commit:"; \
+		git status --short -- bpf/; exit 1; \
+	fi
 
 clean:
 	rm -rf bin bench.txt

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/picket-agent/picket/internal/testenv"
 )
 
 const (
@@ -47,11 +49,7 @@ func Require(t testing.TB, commands ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	why := "not installed: " + strings.Join(missing, ", ")
-	if os.Getenv("PICKET_REQUIRE_PRIVILEGED") != "" {
-		t.Fatal(why + "; PICKET_REQUIRE_PRIVILEGED is set, so this fails rather than skips")
-	}
-	t.Skip(why)
+	testenv.Require(t, false, "not installed: "+strings.Join(missing, ", "))
 }
 
 // output collects what a server prints, over all its runs. It is written by the goroutines
