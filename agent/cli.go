@@ -71,6 +71,10 @@ type CLI struct {
 		} `embed:"" prefix:"fs."`
 	} `embed:"" prefix:"collector." group:"Collector options"`
 
+	BPF struct {
+		Stats bool `help:"Turn on the kernel's BPF run-time statistics while picket runs, for picket.bpf.<probe>.<program>.run_time_seconds and run_count. They cost every BPF program on the host two clock reads per run; needs CAP_SYS_ADMIN (or set sysctl kernel.bpf_stats_enabled=1 instead)."`
+	} `embed:"" prefix:"bpf." group:"eBPF"`
+
 	Graphite struct {
 		Address      []string      `help:"Graphite endpoint, HOST:PORT; repeat (or a list in the config) for failover, most preferred first. None: Graphite plaintext to stdout." placeholder:"HOST:PORT"`
 		Tagged       bool          `help:"Send the tagged form (<collector>.<field>;host=…;key=value)."`
@@ -339,6 +343,7 @@ func (c *CLI) collectorOptions(log *slog.Logger) collectors.Options {
 		NetExclude:     c.Collector.Net.DeviceExclude,
 		FSMountExclude: c.Collector.FS.MountPointsExclude,
 		FSTypeExclude:  c.Collector.FS.FSTypesExclude,
+		BPFStats:       c.BPF.Stats,
 	}
 }
 
@@ -360,6 +365,10 @@ func (c *CLI) jobs(log *slog.Logger, reporters []reporter) ([]scheduler.Job, err
 			return nil, fmt.Errorf("collector %s: %w", f.Name, err)
 		}
 		jobs = append(jobs, scheduler.Job{Name: f.Name, Collector: col})
+		// A probe's own cost (picket.bpf.<probe>.*) is reported with picket's.
+		if p, ok := col.(collectors.Probe); ok {
+			reporters = append(reporters, p)
+		}
 	}
 	return append(jobs, scheduler.Job{Name: "picket", Collector: newSelfCollector(reporters)}), nil
 }

@@ -41,12 +41,14 @@ func (c *CLI) newScheduler(env *Env, out scheduler.Output, reporters ...reporter
 }
 
 // RunCmd is `picket run`.
-type RunCmd struct{}
+type RunCmd struct {
+	Strict bool `help:"Exit with an error when an eBPF probe cannot load, instead of running on without its collector."`
+}
 
 // Run collects every interval until the context ends (SIGINT, SIGTERM), then returns nil.
 // With a Graphite endpoint, each batch goes into the spool and the exporter delivers it
 // from there; with none, batches go to stdout as Graphite plaintext.
-func (RunCmd) Run(cli *CLI, env *Env) error {
+func (r RunCmd) Run(cli *CLI, env *Env) error {
 	log := cli.logger(env.Stderr)
 	if len(cli.Graphite.Address) == 0 {
 		out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
@@ -54,6 +56,10 @@ func (RunCmd) Run(cli *CLI, env *Env) error {
 		if err != nil {
 			return err
 		}
+		if err := r.start(env, s); err != nil {
+			return err
+		}
+		defer s.Stop()
 		log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "stdout")
 		return cli.untilStopped(env, log, func() error { return s.Run(env.Ctx) })
 	}
@@ -83,6 +89,11 @@ func (RunCmd) Run(cli *CLI, env *Env) error {
 		sp.Close()
 		return err
 	}
+	if err := r.start(env, s); err != nil {
+		sp.Close()
+		return err
+	}
+	defer s.Stop()
 	log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "graphite",
 		"endpoints", len(g.Address), "spool", cli.Spool.Dir, "splay", splay)
 	return cli.untilStopped(env, log, func() error {
@@ -142,6 +153,9 @@ func (o OnceCmd) Run(cli *CLI, env *Env) error {
 	if err != nil {
 		return err
 	}
+	// A probe that cannot load shows as its collector down in the tick.
+	_ = s.Start(env.Ctx)
+	defer s.Stop()
 	b := s.Tick(env.Ctx, scheduler.Aligned(time.Now(), cli.Interval))
 	if o.Format == "table" {
 		return table.Write(env.Stdout, b)
@@ -218,6 +232,7 @@ func (CheckCmd) Run(cli *CLI, env *Env) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\n", p.what, p.path, status)
 	}
+	cli.checkKernel(w)
 	s, err := cli.newScheduler(env, nil)
 	if err != nil {
 		// A collector that cannot start (no procfs at --path.procfs) stops the check, but
@@ -225,37 +240,27 @@ func (CheckCmd) Run(cli *CLI, env *Env) error {
 		_ = w.Flush()
 		return err
 	}
+	_ = s.Start(env.Ctx)
+	defer s.Stop()
 	b := s.Tick(env.Ctx, scheduler.Aligned(time.Now(), cli.Interval))
-	status := map[string]string{}
 	count := map[string]int{}
 	for _, smp := range b.Samples {
 		count[smp.Collector]++
 	}
 	failed := 0
-	for _, smp := range b.Samples {
-		if smp.Collector != "picket" || len(smp.Labels) == 0 || smp.Labels[0].Key != "collector" {
-			continue
-		}
-		name := smp.Labels[0].Value
-		switch {
-		case smp.Field == "up" && smp.Value == 0:
-			status[name] = "absent"
-		case smp.Field == "success" && smp.Value == 0 && status[name] != "absent":
-			status[name] = "failing"
-		}
-	}
 	for i, f := range collectors.All {
-		st := "disabled"
+		st, why := "disabled", ""
 		if cli.collectorEnabled(i) {
-			st = status[f.Name]
-			if st == "" {
-				st = "ok"
+			var err error
+			st, err = s.Status(f.Name)
+			if err != nil {
+				why = err.Error()
 			}
 			if st == "failing" {
 				failed++
 			}
 		}
-		fmt.Fprintf(w, "collector\t%s\t%s\t%d samples\n", f.Name, st, count[f.Name])
+		fmt.Fprintf(w, "collector\t%s\t%s\t%d samples\t%s\n", f.Name, st, count[f.Name], why)
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/bpf/oom"
 )
 
 // Collector reads one source.
@@ -27,6 +28,31 @@ type Collector interface {
 // ErrNoData means the collector's source is absent on this host (no /proc/pressure on an
 // old kernel, no conntrack module): the collector is reported down, once, not as failing.
 var ErrNoData = errors.New("source not present on this host")
+
+// ErrUnavailable means the collector cannot run here as picket runs now: its eBPF probe
+// did not load (no privilege, no BTF, a tracepoint this kernel lacks or a verifier that
+// refused it). The wrapping error names the cause and the fix. The collector is reported
+// down (picket.collector.<name>.up 0), logged once as a warning, and the rest run on.
+var ErrUnavailable = errors.New("cannot run here")
+
+// Probe is a collector whose source is a probe in the kernel (eBPF): loaded once, fed by
+// the kernel between ticks, released when the agent stops.
+type Probe interface {
+	Collector
+	// Load checks that the probe can run here, then loads and attaches it. The agent calls
+	// it once, before the first tick. An error (wrapping ErrUnavailable) names the cause and
+	// the fix; Collect then returns it every tick, and `picket run --strict` exits with it.
+	Load() error
+	// Run serves the loaded probe (reads its ring buffer, say) until ctx ends, then
+	// releases every kernel object and returns. The agent calls it once, after Load
+	// succeeded, on a goroutine of its own. An error means the probe stopped early;
+	// Collect reports it from then on.
+	Run(ctx context.Context) error
+	// Report adds the probe's own cost to the agent's samples, as picket.bpf.<probe>.*:
+	// its programs' run time and count, its lost events, its maps' memory. The agent calls
+	// it once per tick from its self collector, concurrently with Collect and Run.
+	Report(s *metric.Sink)
+}
 
 // Options are what every collector is built from. Patterns are Go regular expressions
 // matched against the whole name; an empty include matches everything.
@@ -50,6 +76,14 @@ type Options struct {
 
 	FSMountExclude string
 	FSTypeExclude  string
+
+	// BPFStats turns on the kernel's BPF run-time statistics while picket runs, so the
+	// probes' picket.bpf.<probe>.<program>.run_time_seconds and run_count have values.
+	// They cost every BPF program on the host, picket's or not, two clock reads per run.
+	BPFStats bool
+
+	// loadOOM stands in for loading the OOM probe in tests; nil means the real one.
+	loadOOM func(oom.Options) (oomProbe, error)
 
 	// statfs stands in for unix.Statfs in tests; nil means the real one.
 	statfs func(path string, st *unix.Statfs_t) error
@@ -77,7 +111,10 @@ type Factory struct {
 	Default bool
 	Help    string
 	Series  []Series
-	New     func(Options) (Collector, error)
+	// Hooks are the kernel tracepoints an eBPF collector's probe attaches to: `picket
+	// check` reports whether this kernel has each, and with which prototype.
+	Hooks []string
+	New   func(Options) (Collector, error)
 }
 
 // Default patterns, the same as the CLI's defaults. They leave out what node_exporter

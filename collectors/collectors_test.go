@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/bpf/oom"
+	"github.com/picket-agent/picket/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -32,6 +34,10 @@ func testOptions(root string) Options {
 	// statfs cannot reach a fixture's mounts: a case answers for them in statfs.txt.
 	if fake, err := readFakeStatfs(filepath.Join(root, "statfs.txt")); err == nil && root != "/" {
 		o.statfs = fake
+	}
+	// Nor can a fixture trigger OOM kills: a case replays recorded ones from kills.json.
+	if fake, err := readFakeOOM(filepath.Join(root, "kills.json")); err == nil && root != "/" {
+		o.loadOOM = func(oom.Options) (oomProbe, error) { return fake, nil }
 	}
 	return o
 }
@@ -80,11 +86,34 @@ func collect(t *testing.T, f Factory, opts Options) ([]metric.Sample, error) {
 	if err != nil {
 		t.Fatalf("%s: building: %v", f.Name, err)
 	}
+	// A collector with a kernel probe runs as the agent runs it: loaded, served in the
+	// background, its own cost reported among picket's samples, stopped at the end.
+	p, isProbe := c.(Probe)
+	if isProbe && p.Load() == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := p.Run(ctx); err != nil {
+				t.Errorf("%s: Run: %v", f.Name, err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+		if r, ok := c.(interface{ waitReplayed() }); ok {
+			r.waitReplayed()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s := metric.NewSink(f.Name)
 	err = c.Collect(ctx, s)
-	return s.Samples(), err
+	samples := s.Samples()
+	if isProbe {
+		self := metric.NewSink("picket")
+		p.Report(self)
+		samples = append(samples, self.Samples()...)
+	}
+	return samples, err
 }
 
 // TestGolden runs every collector against each fixture tree under testdata/<name>/<case>/
@@ -140,6 +169,10 @@ func TestHost(t *testing.T) {
 			t.Parallel()
 			opts := testOptions("/")
 			samples, err := collect(t, f, opts)
+			// An eBPF collector needs root here; under PICKET_REQUIRE_PRIVILEGED it must run.
+			if errors.Is(err, ErrUnavailable) && !testenv.Required() {
+				t.Skipf("%s on this host: %v", f.Name, err)
+			}
 			if err != nil && !errors.Is(err, ErrNoData) {
 				t.Errorf("%s on this host: %v", f.Name, err)
 			}

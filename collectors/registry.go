@@ -12,6 +12,7 @@ var All = []Factory{
 	{Name: "memory", Default: true, Help: "all of /proc/meminfo", Series: memorySeries, New: newMemory},
 	{Name: "net", Default: true, Help: "per-interface counters from /proc/net/dev", Series: netSeries, New: newNet},
 	{Name: "netstat", Default: true, Help: "protocol counters from /proc/net/snmp and /proc/net/netstat", Series: netstatSeries, New: newNetstat},
+	{Name: "oom", Default: true, Help: "OOM-killer victims, host-wide and per memory cgroup, from an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON)", Series: oomSeries, Hooks: oomHooks, New: newOOM},
 	{Name: "pressure", Default: true, Help: "pressure stall time from /proc/pressure", Series: pressureSeries, New: newPressure},
 	{Name: "processes", Default: false, Help: "processes and threads by state; off by default: it reads every /proc/<pid>/stat, the one collector whose cost grows with the host's process count", Series: processesSeries, New: newProcesses},
 	{Name: "sockstat", Default: true, Help: "sockets in use from /proc/net/sockstat", Series: sockstatSeries, New: newSockstat},

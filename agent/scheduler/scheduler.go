@@ -12,7 +12,10 @@
 //   - a panicking or failing collector is recorded in picket.collector.<name>.* and logged
 //     once when it goes bad and once when it recovers;
 //   - a tick that would start late because the previous one overran is skipped and counted,
-//     never queued.
+//     never queued;
+//   - collectors with a probe in the kernel (collectors.Probe) are loaded by Start, served
+//     in the background, and released by Stop; one that cannot load is reported down and
+//     the others run on.
 package scheduler
 
 import (
@@ -22,6 +25,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +77,10 @@ type Scheduler struct {
 	// started late: the log speaks only when they change.
 	writeFailing bool
 	overrunning  bool
+
+	// cancel ends what Start started; probes counts its goroutines.
+	cancel context.CancelFunc
+	probes sync.WaitGroup
 }
 
 // health is what the last tick said about a job; the log speaks only when it changes.
@@ -82,7 +90,23 @@ const (
 	healthy health = iota
 	failing
 	absent
+	// unavailable: the collector cannot run here (collectors.ErrUnavailable), e.g. its
+	// eBPF probe lacks a privilege.
+	unavailable
 )
+
+// String is how `picket check` shows a state.
+func (h health) String() string {
+	switch h {
+	case failing:
+		return "failing"
+	case absent:
+		return "absent"
+	case unavailable:
+		return "down"
+	}
+	return "ok"
+}
 
 type job struct {
 	name string
@@ -90,7 +114,9 @@ type job struct {
 	// running is set while a Collect call is in flight, which can outlast its tick.
 	running atomic.Bool
 	health  health
-	labels  []metric.Label
+	// err is what the last call returned.
+	err    error
+	labels []metric.Label
 	// skipped counts ticks this job sat out because its previous call had not returned.
 	skipped uint64
 	// timeouts counts calls that missed their deadline.
@@ -124,6 +150,53 @@ func New(opts Options) (*Scheduler, error) {
 		})
 	}
 	return s, nil
+}
+
+// Start loads the kernel probes of the collectors that have one (collectors.Probe) and
+// serves them in the background until ctx ends or Stop is called. It returns the load
+// errors joined, each naming its collector; a probe that did not load stays down (its
+// collector reports why, once, at the first tick) and the others run. Whether that is
+// fatal is the caller's call (`picket run --strict`). Call it once, before the first tick.
+func (s *Scheduler) Start(ctx context.Context) error {
+	ctx, s.cancel = context.WithCancel(ctx)
+	var errs []error
+	for _, j := range s.jobs {
+		p, ok := j.c.(collectors.Probe)
+		if !ok {
+			continue
+		}
+		if err := p.Load(); err != nil {
+			errs = append(errs, fmt.Errorf("collector %s: %w", j.name, err))
+			continue
+		}
+		s.probes.Add(1)
+		go func() {
+			defer s.probes.Done()
+			// An error here ended the probe early; its collector reports it every tick.
+			pprof.Do(ctx, pprof.Labels("collector", j.name), func(ctx context.Context) { _ = p.Run(ctx) })
+		}()
+	}
+	return errors.Join(errs...)
+}
+
+// Stop ends the probes Start started and returns once each has released its kernel
+// objects. It is harmless without Start.
+func (s *Scheduler) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.probes.Wait()
+}
+
+// Status returns the state of the job called name after the last tick ("ok", "failing",
+// "absent", "down") and the error behind it; "" if there is no such job.
+func (s *Scheduler) Status(name string) (string, error) {
+	for _, j := range s.jobs {
+		if j.name == name {
+			return j.health.String(), j.err
+		}
+	}
+	return "", nil
 }
 
 // Aligned returns the tick that t falls in: t rounded down to a multiple of interval since
@@ -312,6 +385,8 @@ func (s *Scheduler) record(j *job, r result, self *metric.Sink) {
 	switch {
 	case errors.Is(r.err, collectors.ErrNoData):
 		h = absent
+	case errors.Is(r.err, collectors.ErrUnavailable):
+		h = unavailable
 	case r.err != nil:
 		h = failing
 	}
@@ -319,9 +394,10 @@ func (s *Scheduler) record(j *job, r result, self *metric.Sink) {
 	if h == healthy {
 		success = 1
 	}
-	if h == absent {
+	if h == absent || h == unavailable {
 		up = 0
 	}
+	j.err = r.err
 	self.Gauge("duration_seconds", r.duration.Seconds(), j.labels...)
 	self.Gauge("success", success, j.labels...)
 	self.Gauge("up", up, j.labels...)
@@ -338,6 +414,8 @@ func (s *Scheduler) record(j *job, r result, self *metric.Sink) {
 		s.log.Warn("collector failing; other collectors go on", "collector", j.name, "err", r.err)
 	case absent:
 		s.log.Info("collector has nothing to read on this host", "collector", j.name, "reason", r.err)
+	case unavailable:
+		s.log.Warn("collector down; other collectors go on", "collector", j.name, "reason", r.err)
 	}
 	j.health = h
 }

@@ -152,13 +152,16 @@ func (p Privileges) String() string {
 // CheckBTF returns ErrNoBTF unless <sysfs>/kernel/btf/vmlinux exists.
 func CheckBTF(sysfs string) error {
 	path := filepath.Join(sysfs, "kernel", "btf", "vmlinux")
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return ErrNoBTF
-		}
-		return fmt.Errorf("%w: %w", ErrNoBTF, err)
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist) && path == "/sys/kernel/btf/vmlinux":
+		return ErrNoBTF
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w (looked for %s)", ErrNoBTF, path)
 	}
-	return nil
+	return fmt.Errorf("%w: %w", ErrNoBTF, err)
 }
 
 // KernelRelease is uname -r.
