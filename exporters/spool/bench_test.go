@@ -100,6 +100,40 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportMetric(float64(len(buf)+headerSize), "disk-bytes/tick")
 }
 
+// BenchmarkDecode is Next's CPU part: payload to batch, without the read and the CRC.
+// "steady" is a reader that has seen the host's strings, decoding successive ticks;
+// "fresh" is a new decoder each time, so B/op is what one record makes a decoder allocate.
+func BenchmarkDecode(b *testing.B) {
+	var e encoder
+	var payloads [2][]byte
+	for i := range payloads {
+		payloads[i] = e.appendPayload(nil, hostBatch(i))
+	}
+	const n = 2000
+	b.Run("steady", func(b *testing.B) {
+		var d decoder
+		var batch metric.Batch
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := d.decode(payloads[i%2], n, &batch); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("fresh", func(b *testing.B) {
+		var batch metric.Batch
+		b.ReportAllocs()
+		for b.Loop() {
+			var d decoder
+			if err := d.decode(payloads[0], n, &batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkReplay reads back a backlog of spooled datapoints. heap-peak-bytes is the most
 // live heap seen while reading: it must not grow with the backlog.
 func BenchmarkReplay(b *testing.B) {
