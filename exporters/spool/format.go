@@ -1,9 +1,12 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"math"
 
 	"github.com/picket-agent/picket/agent/metric"
@@ -220,7 +223,18 @@ func integral(v float64) (int64, bool) {
 
 // errPayload is returned for a payload that does not decode. With a matching CRC that
 // means a bug or a deliberately crafted file; either way the record is skipped as corrupt.
+// decode wraps it with what was wrong and where.
 var errPayload = errors.New("malformed record payload")
+
+func payloadError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errPayload}, args...)...)
+}
+
+// What a payload that ends early or holds a bad varint is, for payloadReader.
+var (
+	errTruncated = errors.New("truncated")
+	errVarint    = errors.New("varint overflows 64 bits")
+)
 
 // Interned strings are kept across records up to these bounds, after which the table
 // starts afresh: a host's few thousand names fit, a stream of unique label values does not
@@ -235,46 +249,79 @@ const (
 // interned across records, so a consumer may keep them (as map keys, say) and a steady
 // stream of records allocates nothing.
 //
-// Every count read from a payload is checked against the bytes left before anything is
-// allocated for it, so what a payload of n bytes makes the decoder hold is linear in n
-// whatever the payload contains: a sample and its label range take 80 bytes and at least
-// 3 payload bytes, a label 40 bytes (twice that while its slice grows) and at least 2, a
-// string 16 bytes plus its length and at least 1 (FuzzDecodeRecord checks 128n). With
-// maxPayload that bounds a crafted record; a real tick's record is a few KiB.
+// Nothing is allocated for a count before the count is checked against the bytes left,
+// and nothing grows by repeated appends, so what a payload of n bytes makes a fresh decoder
+// allocate is at most a small multiple of n, whatever the payload holds. By part:
+//   - samples: one array of exactly the header's count, 72 bytes for each sample, which
+//     takes at least 3 bytes (flags, field index, one-byte value): 24 bytes per byte;
+//   - labels: one array of exactly the payload's label total, 40 bytes for each label,
+//     which takes at least 2 bytes (key and value index): 20 per byte. When the array the
+//     decoder has is too small (the first record, a bigger host), a first pass over the
+//     samples counts them;
+//   - the string table: 16 bytes for each string, which takes at least 1 byte (its
+//     length), and a copy of the table's bytes: 17 per byte; and for each string not seen
+//     before, its bytes and its interner entry, at most 96 bytes (see interner). A
+//     distinct non-empty string takes at least 3 bytes, but for the 256 one-byte ones:
+//     (16+1 + 3 + 96) / 3, under 40 per byte.
+//
+// Every payload byte is in one part, so a fresh decoder allocates at most 40n, plus a
+// constant for the 256 one-byte strings (30 KiB), the interner's first table and an
+// error's text: allocBound(n) in the tests, 40n + 64 KiB, which FuzzDecodeRecord and
+// TestDecodeAllocBound hold it to. The absolute worst is the labels of a crafted
+// record of maxPayload: 160 MiB. A real 2,000-sample tick of 23 KiB costs a fresh decoder
+// 230 KiB, and a warm one nothing.
 type decoder struct {
 	strs    []string
+	table   []byte // the string table strs was decoded from
 	samples []metric.Sample
 	labels  []metric.Label
-	// ranges[i] is where sample i's labels lie in labels. Labels are collected first and
-	// sliced at the end, because growing labels moves them.
-	ranges        []labelRange
-	interned      map[string]string
-	internedBytes int
+
+	interned interner
 }
 
-type labelRange struct{ lo, hi uint32 }
-
-// payloadReader consumes a payload. A read past the end or a bad varint sets bad and
+// payloadReader consumes a payload. A read past the end or a bad varint sets err and
 // yields zero, so the decoder checks once per sample instead of after every field.
 type payloadReader struct {
 	b   []byte
-	bad bool
+	err error
 }
 
 func (r *payloadReader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
 	if n <= 0 {
-		r.bad = true
-		r.b = nil
+		r.fail(n)
 		return 0
 	}
 	r.b = r.b[n:]
 	return v
 }
 
+func (r *payloadReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail(n)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// fail records why a varint could not be read: n is binary.Uvarint's.
+func (r *payloadReader) fail(n int) {
+	if r.err == nil {
+		r.err = errTruncated
+		if n < 0 {
+			r.err = errVarint
+		}
+	}
+	r.b = nil
+}
+
 func (r *payloadReader) byte() byte {
 	if len(r.b) == 0 {
-		r.bad = true
+		if r.err == nil {
+			r.err = errTruncated
+		}
 		return 0
 	}
 	c := r.b[0]
@@ -285,67 +332,138 @@ func (r *payloadReader) byte() byte {
 // str returns string i of the table.
 func (d *decoder) str(r *payloadReader, i uint64) string {
 	if i >= uint64(len(d.strs)) {
-		r.bad = true
+		if r.err == nil {
+			r.err = fmt.Errorf("string index %d out of range (%d strings)", i, len(d.strs))
+		}
 		return ""
 	}
 	return d.strs[i]
 }
 
 // decode decodes payload p of a record with the given datapoint count into dst. On error
-// dst has no samples.
+// dst has no samples, and the error says what was wrong.
 func (d *decoder) decode(p []byte, datapoints uint32, dst *metric.Batch) error {
 	dst.Samples = nil
-	r := payloadReader{b: p}
-	if r.byte() != payloadVersion {
-		return errPayload
+	if len(p) == 0 {
+		return payloadError("empty")
 	}
+	if p[0] != payloadVersion {
+		return payloadError("version %d, want %d", p[0], payloadVersion)
+	}
+	r := payloadReader{b: p[1:]}
+	if err := d.readTable(&r); err != nil {
+		return err
+	}
+	ns := r.uvarint()
+	switch {
+	case r.err != nil:
+		return payloadError("sample count: %w", r.err)
+	case ns != uint64(datapoints):
+		return payloadError("%d samples, the record header says %d", ns, datapoints)
+	case ns > uint64(len(r.b)/minSampleBytes):
+		return payloadError("%d samples cannot fit in the %d bytes left", ns, len(r.b))
+	}
+	if uint64(cap(d.samples)) < ns {
+		d.samples = make([]metric.Sample, ns)
+	}
+	samples := d.samples[:ns]
+	nl, err := d.readSamples(r, samples)
+	if err != nil {
+		return err
+	}
+	if nl > cap(d.labels) {
+		// The labels did not fit: now their number is known, and the payload is sound.
+		d.labels = make([]metric.Label, nl)
+		if _, err := d.readSamples(r, samples); err != nil {
+			return err
+		}
+	}
+	dst.Samples = samples
+	return nil
+}
+
+// readTable reads the string table into d.strs.
+func (d *decoder) readTable(r *payloadReader) error {
 	nstr := r.uvarint()
-	if r.bad || nstr > uint64(len(r.b)) { // every string takes at least its length byte
-		return errPayload
+	if r.err != nil {
+		return payloadError("string count: %w", r.err)
 	}
+	if nstr > uint64(len(r.b)) { // every string takes at least its length byte
+		return payloadError("%d strings cannot fit in the %d bytes left", nstr, len(r.b))
+	}
+	// A host's table is the same from one tick to the next, and the same bytes make the
+	// same strings: one comparison instead of an interner lookup per string.
+	if len(d.table) > 0 && nstr == uint64(len(d.strs)) && bytes.HasPrefix(r.b, d.table) {
+		r.b = r.b[len(d.table):]
+		return nil
+	}
+	d.table = d.table[:0]
 	if uint64(cap(d.strs)) < nstr {
 		d.strs = make([]string, 0, nstr)
 	}
 	d.strs = d.strs[:0]
-	for range nstr {
+	start := r.b
+	for i := range nstr {
 		n := r.uvarint()
-		if r.bad || n > uint64(len(r.b)) {
-			return errPayload
+		if r.err != nil {
+			return payloadError("string %d of %d: %w", i, nstr, r.err)
 		}
-		d.strs = append(d.strs, d.intern(r.b[:n]))
+		if n > uint64(len(r.b)) {
+			return payloadError("string %d of %d: length %d exceeds the %d bytes left", i, nstr, n, len(r.b))
+		}
+		d.strs = append(d.strs, d.interned.get(r.b[:n]))
 		r.b = r.b[n:]
 	}
-	ns := r.uvarint()
-	if r.bad || ns != uint64(datapoints) || ns > uint64(len(r.b)/minSampleBytes) {
-		return errPayload
-	}
-	if uint64(cap(d.samples)) < ns {
-		d.samples = make([]metric.Sample, ns)
-		d.ranges = make([]labelRange, ns)
-	}
-	samples, ranges := d.samples[:ns], d.ranges[:ns]
-	d.labels = d.labels[:0]
+	d.table = append(d.table, start[:len(start)-len(r.b)]...)
+	return nil
+}
+
+// readSamples decodes the samples section that r holds into samples, their labels into
+// d.labels as far as its capacity goes, and returns how many labels the section holds.
+// When that is more than cap(d.labels), the samples' Labels are not set: the caller grows
+// d.labels and reads the section again. So the labels never move while samples point into
+// them, and are allocated once, at their exact number.
+func (d *decoder) readSamples(r payloadReader, samples []metric.Sample) (int, error) {
+	labels := d.labels[:cap(d.labels)]
+	nl := 0
 	for i := range samples {
 		s := &samples[i]
 		flags := r.byte()
-		if flags&^flagMask != 0 || (i == 0 && flags&flagSame != 0) {
-			return errPayload
+		if flags&^flagMask != 0 {
+			return 0, payloadError("sample %d: unknown flags %#x", i, flags)
 		}
 		if flags&flagSame != 0 {
-			s.Collector = samples[i-1].Collector
-			ranges[i] = ranges[i-1]
+			if i == 0 {
+				return 0, payloadError("sample 0 continues a previous one")
+			}
+			s.Collector, s.Labels = samples[i-1].Collector, samples[i-1].Labels
 		} else {
 			s.Collector = d.str(&r, r.uvarint())
-			nl := r.uvarint()
-			if r.bad || nl > uint64(len(r.b)/2) { // a label takes at least two bytes
-				return errPayload
+			n := r.uvarint()
+			if r.err != nil {
+				return 0, payloadError("sample %d of %d: %w", i, len(samples), r.err)
 			}
-			lo := len(d.labels)
-			for range nl {
-				k := r.uvarint()
-				d.labels = append(d.labels, metric.Label{Key: d.str(&r, k>>1), Named: k&1 == 1, Value: d.str(&r, r.uvarint())})
+			if n > uint64(len(r.b)/2) { // a label takes at least two bytes
+				return 0, payloadError("sample %d: %d labels cannot fit in the %d bytes left", i, n, len(r.b))
 			}
-			ranges[i] = labelRange{uint32(lo), uint32(len(d.labels))}
+			lo := nl
+			nl += int(n)
+			s.Labels = nil
+			if nl <= len(labels) {
+				for j := lo; j < nl; j++ {
+					k := r.uvarint()
+					labels[j] = metric.Label{Key: d.str(&r, k>>1), Named: k&1 == 1, Value: d.str(&r, r.uvarint())}
+				}
+				if nl > lo {
+					// The capacity is cut at the end of the range, so a consumer appending
+					// to one sample's labels cannot overwrite the next sample's.
+					s.Labels = labels[lo:nl:nl]
+				}
+			} else {
+				for range 2 * n { // counting: the second pass checks the indices
+					r.uvarint()
+				}
+			}
 		}
 		s.Field = d.str(&r, r.uvarint())
 		s.Kind = metric.Gauge
@@ -353,54 +471,95 @@ func (d *decoder) decode(p []byte, datapoints uint32, dst *metric.Batch) error {
 			s.Kind = metric.Counter
 		}
 		if flags&flagInt != 0 {
-			v, n := binary.Varint(r.b)
-			if n <= 0 {
-				return errPayload
-			}
-			r.b = r.b[n:]
-			s.Value = float64(v)
-		} else {
-			if len(r.b) < 8 {
-				return errPayload
-			}
+			s.Value = float64(r.varint())
+		} else if len(r.b) >= 8 {
 			s.Value = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
 			r.b = r.b[8:]
+		} else if r.err == nil {
+			r.err = errTruncated
 		}
-		if r.bad {
-			return errPayload
+		if r.err != nil {
+			return 0, payloadError("sample %d of %d: %w", i, len(samples), r.err)
 		}
 	}
 	if len(r.b) != 0 {
-		return errPayload
+		return 0, payloadError("%d bytes after the last sample", len(r.b))
 	}
-	for i := range samples {
-		// The capacity is cut at the end of each range, so a consumer appending to one
-		// sample's labels cannot overwrite the next sample's.
-		lr := ranges[i]
-		samples[i].Labels = nil
-		if lr.hi > lr.lo {
-			samples[i].Labels = d.labels[lr.lo:lr.hi:lr.hi]
-		}
-	}
-	dst.Samples = samples
-	return nil
+	return nl, nil
 }
 
-// intern returns b as a string, the same one as for earlier equal bytes while the table
-// has room.
-func (d *decoder) intern(b []byte) string {
-	if s, ok := d.interned[string(b)]; ok {
-		return s
+// interner hands out one string for each distinct value: a hash set of strings, with
+// open addressing and linear probing. A map[string]string does the same, but as it grows
+// it allocates about 200 bytes per entry, where this allocates 96 at most (24-48 held), and
+// a payload of short distinct strings is what a crafted record would use to make the
+// decoder allocate the most for its size.
+type interner struct {
+	seed maphash.Seed
+	// strs are the strings by insertion; their capacity is half the slots, so the table
+	// grows before it is more than half full.
+	strs []string
+	// slots index strs: 0 is empty, i is strs[i-1]. Their number is a power of two.
+	slots []uint32
+	bytes int
+}
+
+// get returns b as a string, the same one as for earlier equal bytes while the table has
+// room. When it has none (maxInterned strings, or maxInternedBytes), it starts afresh in
+// the same memory; the strings it handed out stay valid.
+func (t *interner) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > maxInternedBytes/16 {
+		return string(b)
+	}
+	if t.slots == nil {
+		t.seed = maphash.MakeSeed()
+		t.grow(16)
+	}
+	h := maphash.Bytes(t.seed, b)
+	i := t.find(h, b)
+	if j := t.slots[i]; j != 0 {
+		return t.strs[j-1]
+	}
+	switch {
+	case len(t.strs) >= maxInterned || t.bytes+len(b) > maxInternedBytes:
+		clear(t.slots)
+		clear(t.strs) // let go of them: only their users keep them now
+		t.strs, t.bytes = t.strs[:0], 0
+		i = t.find(h, b)
+	case len(t.strs) == cap(t.strs):
+		t.grow(2 * len(t.slots))
+		i = t.find(h, b)
 	}
 	s := string(b)
-	if len(s) > maxInternedBytes/16 {
-		return s
-	}
-	if d.interned == nil || len(d.interned) >= maxInterned || d.internedBytes+len(s) > maxInternedBytes {
-		d.interned = make(map[string]string)
-		d.internedBytes = 0
-	}
-	d.interned[s] = s
-	d.internedBytes += len(s)
+	t.strs = append(t.strs, s)
+	t.slots[i] = uint32(len(t.strs))
+	t.bytes += len(s)
 	return s
+}
+
+// find returns the slot that holds b, or the empty one where b goes; h is b's hash.
+func (t *interner) find(h uint64, b []byte) uint64 {
+	mask := uint64(len(t.slots) - 1)
+	i := h & mask
+	for j := t.slots[i]; j != 0 && t.strs[j-1] != string(b); j = t.slots[i] {
+		i = (i + 1) & mask
+	}
+	return i
+}
+
+// grow makes the table n slots long and places the strings again.
+func (t *interner) grow(n int) {
+	strs := make([]string, len(t.strs), n/2)
+	copy(strs, t.strs)
+	t.strs, t.slots = strs, make([]uint32, n)
+	mask := uint64(n - 1)
+	for k, s := range strs {
+		i := maphash.String(t.seed, s) & mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = uint32(k + 1)
+	}
 }

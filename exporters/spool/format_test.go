@@ -1,11 +1,16 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/picket-agent/picket/agent/metric"
 )
@@ -141,26 +146,32 @@ func TestDecodeMalformed(t *testing.T) {
 		name string
 		p    []byte
 		n    uint32
+		want string
 	}{
-		{"empty", nil, 0},
-		{"truncated", good[:len(good)-1], n},
-		{"trailing byte", append(append([]byte{}, good...), 0), n},
-		{"garbage", []byte("carbon.agents.host.cpu 1 2\n"), 1},
-		{"wrong version", append([]byte{9}, good[1:]...), n},
-		{"count differs from header", good, n + 1},
-		{"huge string count", []byte{payloadVersion, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0},
-		{"huge sample count", []byte{payloadVersion, 0, 0xff, 0xff, 0xff, 0x0f}, 0xffffffff},
-		{"string index out of range", []byte{payloadVersion, 0, 1, 0, 5, 0, 0, 0}, 1},
-		{"first sample same as previous", []byte{payloadVersion, 1, 0, 1, flagSame | flagInt, 0, 0}, 1},
-		{"unknown flag", []byte{payloadVersion, 1, 0, 1, 0x80, 0, 0, 0, 0}, 1},
-		{"huge label count", []byte{payloadVersion, 1, 0, 1, flagInt, 0, 0x7f, 0, 0}, 1},
+		{"empty", nil, 0, "empty"},
+		{"truncated", good[:len(good)-1], n, "truncated"},
+		{"trailing byte", append(append([]byte{}, good...), 0), n, "1 bytes after the last sample"},
+		{"garbage", []byte("carbon.agents.host.cpu 1 2\n"), 1, "version 99, want 1"},
+		{"wrong version", append([]byte{9}, good[1:]...), n, "version 9"},
+		{"count differs from header", good, n + 1, "samples, the record header says"},
+		{"huge string count", []byte{payloadVersion, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0, "4294967295 strings cannot fit in the 0 bytes left"},
+		{"string longer than the payload", []byte{payloadVersion, 1, 0x80, 0x80, 0x04, 'x'}, 0, "string 0 of 1: length 65536 exceeds the 1 bytes left"},
+		{"string count varint overflows", []byte{payloadVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 0, "string count: varint overflows"},
+		{"huge sample count", []byte{payloadVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0xffffffff, "4294967295 samples cannot fit in the 0 bytes left"},
+		{"sample count truncated", []byte{payloadVersion, 0, 0x80}, 0, "sample count: truncated"},
+		{"string index out of range", []byte{payloadVersion, 0, 1, 0, 5, 0, 0, 0}, 1, "sample 0 of 1: string index 5 out of range (0 strings)"},
+		{"first sample same as previous", []byte{payloadVersion, 1, 0, 1, flagSame | flagInt, 0, 0}, 1, "sample 0 continues a previous one"},
+		{"unknown flag", []byte{payloadVersion, 1, 0, 1, 0x80, 0, 0, 0, 0}, 1, "sample 0: unknown flags 0x80"},
+		{"huge label count", []byte{payloadVersion, 1, 0, 1, flagInt, 0, 0x7f, 0, 0}, 1, "sample 0: 127 labels cannot fit in the 2 bytes left"},
+		{"float cut short", []byte{payloadVersion, 1, 0, 1, 0, 0, 0, 0, 1, 2, 3}, 1, "sample 0 of 1: truncated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var d decoder
 			var b metric.Batch
-			if err := d.decode(tt.p, tt.n, &b); err == nil {
-				t.Fatal("decoded")
+			err := d.decode(tt.p, tt.n, &b)
+			if !errors.Is(err, errPayload) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want errPayload saying %q", err, tt.want)
 			}
 			if b.Samples != nil {
 				t.Fatal("samples left after an error")
@@ -204,13 +215,174 @@ func TestParseHeader(t *testing.T) {
 	}
 }
 
-// footprint is what a decoder holds, in bytes.
-func (d *decoder) footprint() int {
-	return cap(d.samples)*72 + cap(d.ranges)*8 + cap(d.labels)*40 + cap(d.strs)*16 + d.internedBytes
+// allocBound is the most a fresh decoder may allocate to decode a payload of n bytes: 40
+// bytes per byte and 64 KiB, as the decoder's comment works out.
+func allocBound(n int) uint64 { return (40+raceAllocPerByte)*uint64(n) + 64<<10 }
+
+// allocated returns the bytes the process allocated while f ran. Other goroutines count
+// too, so callers leave room for them.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// craft builds payloads meant to make the decoder allocate the most for their size: each
+// spends about n bytes on what costs the decoder most per byte.
+var craft = map[string]func(n int) (p []byte, datapoints uint32){
+	// Every distinct string the encoding allows, shortest first.
+	"distinct strings": func(n int) ([]byte, uint32) {
+		var table []byte
+		k := 0
+		for ; len(table)+4 < n; k++ {
+			switch {
+			case k == 0:
+				table = append(table, 0)
+			case k <= 256:
+				table = append(table, 1, byte(k-1))
+			default:
+				table = append(table, 2, byte(k-257), byte((k-257)>>8))
+			}
+		}
+		p := binary.AppendUvarint([]byte{payloadVersion}, uint64(k))
+		return append(append(p, table...), 0), 0
+	},
+	// The same one-byte string over and over.
+	"repeated strings": func(n int) ([]byte, uint32) {
+		p := binary.AppendUvarint([]byte{payloadVersion}, uint64(n/2))
+		for range n / 2 {
+			p = append(p, 1, 'x')
+		}
+		return append(p, 0), 0
+	},
+	// One sample with as many labels as fit.
+	"labels": func(n int) ([]byte, uint32) {
+		p := binary.AppendUvarint([]byte{payloadVersion, 1, 0, 1, flagInt, 0}, uint64(n/2))
+		for range n / 2 {
+			p = append(p, 0, 0)
+		}
+		return append(p, 0, 0), 1
+	},
+	// Samples of a few labels each, so the label array is counted, not read at once.
+	"labelled samples": func(n int) ([]byte, uint32) {
+		k := n / 11
+		p := binary.AppendUvarint([]byte{payloadVersion, 1, 0}, uint64(k))
+		for range k {
+			p = append(p, flagInt, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0)
+		}
+		return p, uint32(k)
+	},
+	// As many samples as fit, each the smallest there is.
+	"samples": func(n int) ([]byte, uint32) {
+		k := n / 3
+		p := binary.AppendUvarint([]byte{payloadVersion, 1, 0}, uint64(k))
+		p = append(p, flagInt, 0, 0, 0, 0)
+		for range k - 1 {
+			p = append(p, flagSame|flagInt, 0, 0)
+		}
+		return p, uint32(k)
+	},
+	// A sample count the bytes could hold, but the bytes are something else.
+	"samples that are not there": func(n int) ([]byte, uint32) {
+		k := n / 3
+		p := binary.AppendUvarint([]byte{payloadVersion, 0}, uint64(k))
+		return append(p, make([]byte, n)...), uint32(k)
+	},
+}
+
+// TestDecodeAllocBound holds a fresh decoder to allocBound for payloads crafted to make
+// it allocate the most, and for a real tick.
+func TestDecodeAllocBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates a few hundred MiB in all")
+	}
+	check := func(t *testing.T, p []byte, datapoints uint32) {
+		t.Helper()
+		var d decoder
+		var b metric.Batch
+		var err error
+		got := allocated(func() { err = d.decode(p, datapoints, &b) })
+		if got > allocBound(len(p)) {
+			t.Errorf("%d bytes allocated for %d bytes of payload (%.1f per byte), over the bound %d (err %v)", got, len(p), float64(got)/float64(len(p)), allocBound(len(p)), err)
+		}
+	}
+	for name, f := range craft {
+		t.Run(name, func(t *testing.T) {
+			for n := 64; n <= 1<<20; n = n*9/8 + 1 {
+				p, datapoints := f(n)
+				check(t, p, datapoints)
+			}
+		})
+	}
+	t.Run("host tick", func(t *testing.T) {
+		var e encoder
+		b := hostBatch(0)
+		check(t, e.appendPayload(nil, b), uint32(len(b.Samples)))
+	})
+}
+
+// The crafted payloads decode: they test what a payload that passes every check costs.
+func TestCraftedPayloadsDecode(t *testing.T) {
+	t.Parallel()
+	for name, f := range craft {
+		p, datapoints := f(4096)
+		var d decoder
+		var b metric.Batch
+		err := d.decode(p, datapoints, &b)
+		if name == "samples that are not there" {
+			if err == nil {
+				t.Errorf("%s: decoded", name)
+			}
+		} else if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestInterner: equal bytes give the same string, across growth and until the table is
+// full, when it starts afresh without invalidating what it handed out.
+func TestInterner(t *testing.T) {
+	t.Parallel()
+	var in interner
+	key := func(i int) []byte { return []byte("series-" + strconv.Itoa(i)) }
+	first := make([]string, maxInterned)
+	for i := range first {
+		first[i] = in.get(key(i))
+	}
+	for i, s := range first {
+		got := in.get(key(i))
+		if got != s || unsafe.StringData(got) != unsafe.StringData(s) {
+			t.Fatalf("string %d not interned: %q", i, got)
+		}
+	}
+	if len(in.strs) != maxInterned || len(in.slots) != 2*maxInterned {
+		t.Fatalf("%d strings in %d slots, want %d in %d", len(in.strs), len(in.slots), maxInterned, 2*maxInterned)
+	}
+	// Full: the next new string starts a fresh table in the same memory.
+	slots := unsafe.SliceData(in.slots)
+	if s := in.get([]byte("new")); s != "new" || len(in.strs) != 1 || unsafe.SliceData(in.slots) != slots {
+		t.Fatalf("after the table filled: %q, %d strings, slots moved %v", s, len(in.strs), unsafe.SliceData(in.slots) != slots)
+	}
+	if got := in.get(key(7)); got != first[7] {
+		t.Fatalf("reinterned %q", got)
+	}
+	if first[0] != "series-0" {
+		t.Fatal("a handed-out string changed")
+	}
+	// Too long to keep, and empty: returned, not kept.
+	long := bytes.Repeat([]byte("x"), maxInternedBytes/16+1)
+	if s := in.get(long); s != string(long) || len(in.strs) != 2 {
+		t.Fatalf("long string: %d bytes, %d strings kept", len(s), len(in.strs))
+	}
+	if s := in.get(nil); s != "" || len(in.strs) != 2 {
+		t.Fatalf("empty string: %q, %d strings kept", s, len(in.strs))
+	}
 }
 
 // FuzzDecodeRecord feeds arbitrary bytes to the header parser and the payload decoder:
-// neither may panic, the decoder may hold no more than a fixed multiple of the payload,
+// neither may panic, a fresh decoder may allocate no more than allocBound of the payload,
 // and what decodes re-encodes to something that decodes the same.
 func FuzzDecodeRecord(f *testing.F) {
 	var e encoder
@@ -221,6 +393,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(p)
 	}
 	f.Add([]byte{})
+	warmup := e.appendPayload(nil, testBatch(7, time.Unix(7, 0)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, ok := parseHeader(data)
 		var payload []byte
@@ -228,15 +401,20 @@ func FuzzDecodeRecord(f *testing.F) {
 			payload = data[headerSize:]
 		}
 		if !ok {
-			h.datapoints = uint32(len(payload) / minSampleBytes)
+			// Not a record: take the count the payload declares, so that its samples get
+			// decoded rather than refused for a count the fuzzer could hardly guess.
+			h.datapoints = declaredSamples(payload)
 		}
 		var d decoder
 		var b metric.Batch
-		err := d.decode(payload, h.datapoints, &b)
-		if fp := d.footprint(); fp > 128*len(payload)+4096 {
-			t.Fatalf("decoder holds %d bytes for a %d-byte payload", fp, len(payload))
+		var err error
+		if a := allocated(func() { err = d.decode(payload, h.datapoints, &b) }); a > allocBound(len(payload)) {
+			t.Fatalf("decoder allocated %d bytes for a %d-byte payload", a, len(payload))
 		}
 		if err != nil {
+			if !errors.Is(err, errPayload) {
+				t.Fatalf("error %v is not errPayload", err)
+			}
 			return
 		}
 		var e encoder
@@ -249,5 +427,40 @@ func FuzzDecodeRecord(f *testing.F) {
 		if diff := sameBatch(&b, &b2); diff != "" {
 			t.Fatal(diff)
 		}
+		// A warm decoder, which has seen this table or another one, decodes it the same.
+		if err := d.decode(payload, h.datapoints, &b); err != nil {
+			t.Fatalf("second decode: %v", err)
+		}
+		if diff := sameBatch(&b, &b2); diff != "" {
+			t.Fatal("second decode: " + diff)
+		}
+		var d3 decoder
+		var b3 metric.Batch
+		if err := d3.decode(warmup, uint32(len(testBatch(7, time.Unix(7, 0)).Samples)), &b3); err != nil {
+			t.Fatal(err)
+		}
+		if err := d3.decode(payload, h.datapoints, &b3); err != nil {
+			t.Fatalf("after another record: %v", err)
+		}
+		if diff := sameBatch(&b3, &b2); diff != "" {
+			t.Fatal("after another record: " + diff)
+		}
 	})
+}
+
+// declaredSamples returns the sample count payload p declares after its string table, 0
+// if it declares none.
+func declaredSamples(p []byte) uint32 {
+	if len(p) == 0 {
+		return 0
+	}
+	r := payloadReader{b: p[1:]}
+	for range min(r.uvarint(), uint64(len(p))) {
+		n := r.uvarint()
+		if n > uint64(len(r.b)) {
+			return 0
+		}
+		r.b = r.b[n:]
+	}
+	return uint32(r.uvarint())
 }

@@ -51,6 +51,9 @@ func (it *Iterator) Next(ctx context.Context) (*Record, error) {
 	return it.next(ctx, true)
 }
 
+// errPayloadCRC is why a record whose payload does not match its checksum is skipped.
+var errPayloadCRC = errors.New("payload checksum mismatch")
+
 // errAtEnd is what next returns at the end of the spool when it may not block.
 var errAtEnd = errors.New("at the end of the spool")
 
@@ -176,9 +179,13 @@ func (it *Iterator) read(id uint64, limit, cutoff int64) (*Record, error) {
 		return nil, err
 	}
 	it.pos = end
-	if crc32.Checksum(payload, castagnoli) != h.crc || it.dec.decode(payload, h.datapoints, &it.rec.Batch) != nil {
+	err = errPayloadCRC
+	if crc32.Checksum(payload, castagnoli) == h.crc {
+		err = it.dec.decode(payload, h.datapoints, &it.rec.Batch)
+	}
+	if err != nil {
 		if it.charge(p, end, h, reasonCorrupt) {
-			it.s.log.Warn("corrupt spool record skipped", "exporter", it.c.name, "segment", segmentName(id), "offset", at, "datapoints", h.datapoints)
+			it.s.log.Warn("corrupt spool record skipped", "exporter", it.c.name, "segment", segmentName(id), "offset", at, "datapoints", h.datapoints, "err", err)
 		}
 		return nil, nil
 	}
