@@ -130,10 +130,10 @@ func (c *oomCollector) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle counts one kill and logs it.
+// handle logs one kill and counts it, in that order: once a kill shows in the counters,
+// its log line is out.
 func (c *oomCollector) handle(e *oom.Event) {
 	path := c.resolver.Path(e.CgroupID, e.Names, e.Complete())
-	c.count(path)
 
 	attrs := make([]any, 0, 32)
 	attrs = append(attrs, "pid", e.TGID, "tid", e.PID, "comm", e.Comm, "uid", e.UID,
@@ -150,6 +150,7 @@ func (c *oomCollector) handle(e *oom.Event) {
 		}
 	}
 	c.log.Warn("OOM kill", attrs...)
+	c.count(path)
 }
 
 // count adds a kill to the totals.

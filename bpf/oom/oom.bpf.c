@@ -80,21 +80,33 @@ static __always_inline bool at_limit(struct page_counter *pc)
 	return usage > 0 && (u64)usage + OOM_LIMIT_MARGIN >= max;
 }
 
-static __always_inline u64 rss(struct mm_struct *mm, int member)
-{
-	s64 n;
+/* The index of an array must be a literal for CO-RE to scale it by the kernel's element
+ * size (struct percpu_counter is 40 bytes there, 8 in kernel.h): hence a macro. */
+#define RSS_PRE62(mm, member) BPF_CORE_READ((struct mm_struct___pre62 *)(mm), rss_stat.count[member].counter)
+#define RSS(mm, member) BPF_CORE_READ(mm, rss_stat[member].count)
 
-	if (!mm)
-		return 0;
-	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
-		struct mm_struct___pre62 *old = (void *)mm;
-		n = BPF_CORE_READ(old, rss_stat.count[member].counter);
-	} else {
-		/* The shared count only, as the kernel's own get_mm_counter() reads it: per-CPU
-		 * deltas not yet folded in are left out. */
-		n = BPF_CORE_READ(mm, rss_stat[member].count);
-	}
+static __always_inline u64 pages(s64 n)
+{
 	return n > 0 ? n : 0;
+}
+
+static __always_inline void rss(struct mm_struct *mm, struct oom_event *e)
+{
+	if (!mm) {
+		e->rss_anon = e->rss_file = e->rss_shmem = 0;
+		return;
+	}
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+		e->rss_anon = pages(RSS_PRE62(mm, MM_ANONPAGES));
+		e->rss_file = pages(RSS_PRE62(mm, MM_FILEPAGES));
+		e->rss_shmem = pages(RSS_PRE62(mm, MM_SHMEMPAGES));
+		return;
+	}
+	/* The shared count only, as the kernel's own get_mm_counter() reads it: per-CPU
+	 * deltas not yet folded in are left out. */
+	e->rss_anon = pages(RSS(mm, MM_ANONPAGES));
+	e->rss_file = pages(RSS(mm, MM_FILEPAGES));
+	e->rss_shmem = pages(RSS(mm, MM_SHMEMPAGES));
 }
 
 static __always_inline void memcg(struct task_struct *task, struct oom_event *e)
@@ -167,9 +179,7 @@ static __always_inline int record(struct task_struct *task, uid_t uid)
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
 	mm = BPF_CORE_READ(task, mm);
-	e->rss_anon = rss(mm, MM_ANONPAGES);
-	e->rss_file = rss(mm, MM_FILEPAGES);
-	e->rss_shmem = rss(mm, MM_SHMEMPAGES);
+	rss(mm, e);
 	memcg(task, e);
 
 	bpf_ringbuf_submit(e, 0);
