@@ -153,6 +153,7 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	if err != nil {
 		return nil, err
 	}
+	coll.Loaded()
 	reader, err := ringbuf.NewReader(events)
 	if err != nil {
 		return nil, fmt.Errorf("reading ring buffer %s: %w", mapEvents, err)

@@ -11,6 +11,7 @@
 //	proto, err := c.Hook("sched_switch")         // the tracepoint's BTF prototype
 //	err = c.Attach("sched_switch", "foo_switch", "foo_switch_raw") // tp_btf, else raw_tp
 //	m, err := c.Map("foo_hist")                  // a map the attached programs use
+//	c.Loaded()                                   // lets go of the parsed kernel BTF
 //	stats, on, err := c.Stats()                  // run time and count per attached hook
 //	c.Close()                                    // links, programs, maps
 //
@@ -290,6 +291,15 @@ func New(spec *ebpf.CollectionSpec, opts Options) (*Collection, error) {
 	return c, nil
 }
 
+// Loaded says loading is over: the kernel's BTF, parsed for prototypes and CO-RE
+// relocations (some MB of heap), is let go. Hook, Kernel and Attach parse it again if
+// called after.
+func (c *Collection) Loaded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cache = btf.NewCache()
+}
+
 // Spec is the Collection's own copy of the object's spec: set a probe's constants
 // (spec.Variables[name].Set) through it before attaching.
 func (c *Collection) Spec() *ebpf.CollectionSpec { return c.spec }
@@ -297,7 +307,10 @@ func (c *Collection) Spec() *ebpf.CollectionSpec { return c.spec }
 // Kernel returns the running kernel's BTF, parsed once per Collection and shared with the
 // program loads.
 func (c *Collection) Kernel() (*btf.Spec, error) {
-	k, err := c.cache.Kernel()
+	c.mu.RLock()
+	cache := c.cache
+	c.mu.RUnlock()
+	k, err := cache.Kernel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoBTF, err)
 	}
