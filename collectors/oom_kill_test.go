@@ -219,6 +219,7 @@ func TestOOMKill(t *testing.T) {
 	log := &syncBuffer{}
 	o := testOptions("/")
 	o.Logger = slog.New(slog.NewJSONHandler(log, nil))
+	o.BPFStats = true
 	col, err := newOOM(o)
 	if err != nil {
 		t.Fatal(err)
@@ -305,4 +306,16 @@ func TestOOMKill(t *testing.T) {
 	if lost, err := c.probe.Lost(); err != nil || lost != 0 {
 		t.Errorf("lost events: %d, %v", lost, err)
 	}
+	// The probe's own cost, with BPF statistics on: it ran once per kill (at least: the
+	// host may have had others), for some time.
+	self := metric.NewSink("picket")
+	c.Report(self)
+	got := map[string]float64{}
+	for _, smp := range self.Samples() {
+		got[strings.Join(Nodes(&smp), ".")] = smp.Value
+	}
+	if got["picket.bpf.oom.mark_victim.run_count"] < 2 || got["picket.bpf.oom.mark_victim.run_time_seconds"] <= 0 || got["picket.bpf.oom.maps_bytes"] <= 0 {
+		t.Errorf("self-cost: %v", got)
+	}
+	t.Logf("self-cost: %v", got)
 }
