@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/agent/scheduler"
 	"github.com/picket-agent/picket/collectors"
@@ -48,7 +50,7 @@ type RunCmd struct {
 // Run collects every interval until the context ends (SIGINT, SIGTERM), then returns nil.
 // With a Graphite endpoint, each batch goes into the spool and the exporter delivers it
 // from there; with none, batches go to stdout as Graphite plaintext.
-func (r RunCmd) Run(cli *CLI, env *Env) error {
+func (r RunCmd) Run(cli *CLI, env *Env, kctx *kong.Context) error {
 	log := cli.logger(env.Stderr)
 	if len(cli.Graphite.Address) == 0 {
 		out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
@@ -66,7 +68,9 @@ func (r RunCmd) Run(cli *CLI, env *Env) error {
 
 	sp, err := spool.Open(spool.Options{Dir: cli.Spool.Dir, MaxBytes: int64(cli.Spool.MaxBytes), MaxAge: cli.Spool.MaxAge, Logger: log})
 	if err != nil {
-		return err
+		// Its other options are checked already: what fails is the directory (not
+		// writable, a file, another agent's). Like a bad option, nothing has started.
+		return usageError{cli.optionError(kctx, "spool.dir", fmt.Errorf("cannot use %s: %w", cli.Spool.Dir, err))}
 	}
 	tlsConfig, _, _ := cli.tlsConfig() // checked in validate
 	splay, _ := cli.splay()

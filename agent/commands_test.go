@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/picket-agent/picket/collectors"
+	"github.com/picket-agent/picket/exporters/spool"
 )
 
 // check runs `picket check` over the proc/ and sys/ of root, fs off (its statfs would reach
@@ -68,5 +69,65 @@ func TestCheck(t *testing.T) {
 	code, out, stderr = check(t, filepath.Join(t.TempDir(), "nothing"))
 	if code != 2 || !regexp.MustCompile(`(?m)^procfs +\S+/proc/stat +missing: `).MatchString(out) {
 		t.Errorf("no procfs: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+}
+
+// TestSpoolDirErrors: a spool directory picket cannot use stops `run` before anything
+// starts, with status 2 like a bad option, naming the option, the directory and why.
+func TestSpoolDirErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not writable: root writes anywhere on a normal filesystem, but not into sysfs.
+	readOnly := filepath.Join(dir, "read-only")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	notWritable := filepath.Join(readOnly, "spool")
+	if os.Geteuid() == 0 {
+		notWritable = "/sys/picket-spool-test"
+	}
+	inUse := filepath.Join(dir, "in-use")
+	sp, err := spool.Open(spool.Options{Dir: inUse, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+
+	for _, tc := range []struct {
+		name, dir string
+		config    bool // set in the config file rather than by the flag
+		want      []string
+	}{
+		{name: "a file", dir: file, want: []string{"--spool.dir: cannot use " + file + ": ", "not a directory"}},
+		{name: "under a file", dir: filepath.Join(file, "spool"), want: []string{"--spool.dir: cannot use " + file + "/spool: ", "not a directory"}},
+		{name: "not writable", dir: notWritable, want: []string{"--spool.dir: cannot use " + notWritable + ": ", "mkdir " + notWritable}},
+		{name: "in use", dir: inUse, want: []string{"--spool.dir: cannot use " + inUse + ": ", "in use by another process"}},
+		{name: "set in the config file", dir: file, config: true, want: []string{`:1: key "spool.dir": cannot use ` + file + ": ", "not a directory"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"run", "--graphite.address", "127.0.0.1:1"}
+			cfg := ""
+			if tc.config {
+				cfg = "spool.dir: " + tc.dir + "\n"
+			} else {
+				args = append(args, "--spool.dir", tc.dir)
+			}
+			args = append(args, "--config", writeConfig(t, cfg))
+			var stdout, stderr bytes.Buffer
+			if code := Main(context.Background(), args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q does not contain %q", stderr.String(), w)
+				}
+			}
+			if strings.Contains(stderr.String(), "picket running") {
+				t.Errorf("something started: %s", stderr.String())
+			}
+		})
 	}
 }
