@@ -218,7 +218,10 @@ func (c *CLI) validate(ctx *kong.Context) error {
 		if err != nil {
 			return c.optionError(ctx, "prefix-file", err)
 		}
-		c.Prefix = strings.TrimSpace(string(b))
+		// The file's content is a secret: say what is wrong with it, never what it holds.
+		if c.Prefix = strings.TrimSpace(string(b)); c.Prefix == "" {
+			return c.optionError(ctx, "prefix-file", fmt.Errorf("%s is empty", c.PrefixFile))
+		}
 	}
 	g := &c.Graphite
 	for name, d := range map[string]time.Duration{

@@ -74,6 +74,64 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestPrefixFile: the prefix comes from the file, trimmed; a file that is missing or holds
+// nothing is an error about --prefix-file that names the file, wherever it was set, and
+// never one about an empty --prefix.
+func TestPrefixFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "  0123abcd.hosts\n")
+	empty := write("empty", "")
+	blank := write("blank", " \n\t\n")
+	missing := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		name string
+		args []string
+		body string // the config file
+		env  map[string]string
+		want []string // in the error; none: no error
+	}{
+		{name: "file", args: []string{"--prefix-file", good}},
+		{name: "empty file", args: []string{"--prefix-file", empty}, want: []string{"--prefix-file: ", empty + " is empty"}},
+		{name: "blank file", args: []string{"--prefix-file", blank}, want: []string{"--prefix-file: ", blank + " is empty"}},
+		{name: "missing file", args: []string{"--prefix-file", missing}, want: []string{"--prefix-file: ", missing, "no such file"}},
+		{name: "empty file from the config", body: "prefix-file: " + empty + "\n", want: []string{`:1: key "prefix-file": `, empty + " is empty"}},
+		{name: "empty file from the environment", env: map[string]string{"PICKET_PREFIX_FILE": empty}, want: []string{"$PICKET_PREFIX_FILE: ", empty + " is empty"}},
+		{name: "empty file beats a good prefix", args: []string{"--prefix", "hosts", "--prefix-file", empty}, want: []string{"--prefix-file: ", empty + " is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"once", "--config", writeConfig(t, tc.body)}, tc.args...)
+			cli, _, err := parse(args, &bytes.Buffer{}, &bytes.Buffer{})
+			if len(tc.want) == 0 {
+				if err != nil || cli.Prefix != "0123abcd.hosts" {
+					t.Fatalf("prefix %q, err %v", cli.Prefix, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error; prefix %q", cli.Prefix)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "--prefix:") || strings.Contains(err.Error(), `"prefix"`) {
+				t.Errorf("error %q is about --prefix, not the file", err)
+			}
+		})
+	}
+}
+
 func TestMissingConfig(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
 	var stderr bytes.Buffer
