@@ -197,7 +197,9 @@ func (c *CLI) optionError(ctx *kong.Context, name string, err error) error {
 	return fmt.Errorf("--%s: %w", name, err)
 }
 
-// validate rejects values that parse but cannot work.
+// validate rejects values that parse but cannot work. Options that only `picket run`
+// uses (delivery, spool, shutdown) are checked only for run: `once` and `check` on a
+// laptop may share a config whose CA file exists only on the servers.
 func (c *CLI) validate(ctx *kong.Context) error {
 	if c.Interval <= 0 {
 		return c.optionError(ctx, "interval", fmt.Errorf("must be positive, got %s", c.Interval))
@@ -210,9 +212,6 @@ func (c *CLI) validate(ctx *kong.Context) error {
 	if c.Timeout <= 0 {
 		return c.optionError(ctx, "timeout", fmt.Errorf("must be positive, got %s", c.Timeout))
 	}
-	if c.ShutdownTimeout <= 0 {
-		return c.optionError(ctx, "shutdown-timeout", fmt.Errorf("must be positive, got %s", c.ShutdownTimeout))
-	}
 	if c.PrefixFile != "" {
 		b, err := os.ReadFile(c.PrefixFile)
 		if err != nil {
@@ -222,6 +221,32 @@ func (c *CLI) validate(ctx *kong.Context) error {
 		if c.Prefix = strings.TrimSpace(string(b)); c.Prefix == "" {
 			return c.optionError(ctx, "prefix-file", fmt.Errorf("%s is empty", c.PrefixFile))
 		}
+	}
+	if c.Prefix == "" {
+		return c.optionError(ctx, "prefix", errors.New("must not be empty"))
+	}
+	for name, re := range map[string]string{
+		"collector.disk.device-include":     c.Collector.Disk.DeviceInclude,
+		"collector.disk.device-exclude":     c.Collector.Disk.DeviceExclude,
+		"collector.net.device-include":      c.Collector.Net.DeviceInclude,
+		"collector.net.device-exclude":      c.Collector.Net.DeviceExclude,
+		"collector.fs.mount-points-exclude": c.Collector.FS.MountPointsExclude,
+		"collector.fs.fs-types-exclude":     c.Collector.FS.FSTypesExclude,
+	} {
+		if _, err := regexp.Compile(re); err != nil {
+			return c.optionError(ctx, name, err)
+		}
+	}
+	if ctx.Command() == "run" {
+		return c.validateRun(ctx)
+	}
+	return nil
+}
+
+// validateRun rejects values of the options only `picket run` uses.
+func (c *CLI) validateRun(ctx *kong.Context) error {
+	if c.ShutdownTimeout <= 0 {
+		return c.optionError(ctx, "shutdown-timeout", fmt.Errorf("must be positive, got %s", c.ShutdownTimeout))
 	}
 	g := &c.Graphite
 	for name, d := range map[string]time.Duration{
@@ -252,21 +277,6 @@ func (c *CLI) validate(ctx *kong.Context) error {
 	}
 	if _, option, err := c.tlsConfig(); err != nil {
 		return c.optionError(ctx, option, err)
-	}
-	if c.Prefix == "" {
-		return c.optionError(ctx, "prefix", errors.New("must not be empty"))
-	}
-	for name, re := range map[string]string{
-		"collector.disk.device-include":     c.Collector.Disk.DeviceInclude,
-		"collector.disk.device-exclude":     c.Collector.Disk.DeviceExclude,
-		"collector.net.device-include":      c.Collector.Net.DeviceInclude,
-		"collector.net.device-exclude":      c.Collector.Net.DeviceExclude,
-		"collector.fs.mount-points-exclude": c.Collector.FS.MountPointsExclude,
-		"collector.fs.fs-types-exclude":     c.Collector.FS.FSTypesExclude,
-	} {
-		if _, err := regexp.Compile(re); err != nil {
-			return c.optionError(ctx, name, err)
-		}
 	}
 	return nil
 }

@@ -26,7 +26,8 @@ func writeConfig(t testing.TB, body string) string {
 }
 
 // TestConfigErrors: each bad config exits 2 before anything starts, and stderr names the
-// file, the line, the key and what is wrong.
+// file, the line, the key and what is wrong. (The options only `run` uses are in
+// TestRunOnlyOptions.)
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
@@ -48,7 +49,6 @@ func TestConfigErrors(t *testing.T) {
 		{"nanosecond interval", "interval: 1ns\n", []string{":1:", `"interval"`, "whole number of seconds"}},
 		{"not in enum", "log:\n  level: verbose\n", []string{":2:", `"log.level"`, `must be one of debug, info, warn, error, got "verbose"`}},
 		{"command's enum", "format: xml\n", []string{":1:", `"format"`, "must be one of"}},
-		{"TLS option with TLS off", "graphite:\n  tls:\n    ca-file: /etc/ssl/ca.pem\n", []string{":3:", `"graphite.tls.ca-file"`, "TLS is off"}},
 		{"list for one value", "collector:\n  net:\n    device-include: [eth0, eth1]\n", []string{":3:", `"collector.net.device-include"`, "a list, where one value is wanted"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +69,47 @@ func TestConfigErrors(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("stderr %q does not contain %q", msg, w)
 				}
+			}
+		})
+	}
+}
+
+// TestRunOnlyOptions: the delivery, spool and shutdown options are checked for `run`
+// only, so `once` and `check` work with a config meant for another host (a CA file that
+// is only on the servers) or with an option set wrong for the daemon.
+func TestRunOnlyOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"CA file missing", "graphite:\n  tls:\n    enabled: true\n    ca-file: /nonexistent/ca.pem\n", []string{":4:", `"graphite.tls.ca-file"`, "no such file"}},
+		{"TLS option with TLS off", "graphite:\n  tls:\n    ca-file: /etc/ssl/ca.pem\n", []string{":3:", `"graphite.tls.ca-file"`, "TLS is off"}},
+		{"bad address", "graphite.address: [carbon]\n", []string{":1:", `"graphite.address"`, "missing port"}},
+		{"dial timeout zero", "graphite.dial-timeout: 0s\n", []string{":1:", `"graphite.dial-timeout"`, "must be positive"}},
+		{"negative replay window", "graphite.replay-window: -1s\n", []string{":1:", `"graphite.replay-window"`, "must not be negative"}},
+		{"backoff max under min", "graphite:\n  backoff-min: 5s\n  backoff-max: 1s\n", []string{":3:", `"graphite.backoff-max"`, "less than"}},
+		{"splay past the interval", "graphite.splay: 20s\n", []string{":1:", `"graphite.splay"`, "not within the interval"}},
+		{"spool max age zero", "spool.max-age: 0s\n", []string{":1:", `"spool.max-age"`, "must be positive"}},
+		{"shutdown timeout zero", "shutdown-timeout: 0s\n", []string{":1:", `"shutdown-timeout"`, "must be positive"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.body)
+			for _, cmd := range []string{"once", "check"} {
+				if _, _, err := parse([]string{cmd, "--config", path}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+					t.Errorf("%s: %v", cmd, err)
+				}
+			}
+			var stdout, stderr bytes.Buffer
+			if code := Main(context.Background(), []string{"run", "--config", path}, &stdout, &stderr); code != 2 {
+				t.Fatalf("run: exit %d, want 2; stderr: %s", code, stderr.String())
+			}
+			for _, w := range append([]string{path}, tc.want...) {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("run: stderr %q does not contain %q", stderr.String(), w)
+				}
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("run started: stdout %q", stdout.String())
 			}
 		})
 	}
