@@ -17,7 +17,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/bpf/oom"
-	"github.com/picket-agent/picket/internal/testenv"
+	"github.com/picket-agent/picket/agent/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

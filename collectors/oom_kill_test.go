@@ -20,7 +20,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/collectors/cgroup"
-	"github.com/picket-agent/picket/internal/testenv"
+	"github.com/picket-agent/picket/agent/testenv"
 )
 
 // oomChildEnv makes the test binary, run again as a child, a process that allocates this

@@ -12,7 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/picket-agent/picket/bpf/probe"
-	"github.com/picket-agent/picket/internal/testenv"
+	"github.com/picket-agent/picket/agent/testenv"
 )
 
 // TestSpec: the committed object parses, holds the programs, maps and constant the Go

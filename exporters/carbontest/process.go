@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-agent/picket/internal/testenv"
+	"github.com/picket-agent/picket/agent/testenv"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-agent/picket/internal/testenv"
+	"github.com/picket-agent/picket/agent/testenv"
 )
 
 // asCaps runs picket as root limited to the capabilities of bounding (a setpriv
