@@ -53,6 +53,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_QUEUE = 22,
 	BPF_MAP_TYPE_RINGBUF = 27,
 	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
@@ -62,6 +63,7 @@ enum {
 	BPF_NOEXIST = 1,
 	BPF_EXIST = 2,
 	BPF_F_NO_PREALLOC = 1U << 0,
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1ULL << 0,
 };
 
 /* ---- kernel types, relocated by CO-RE ---- */
@@ -94,11 +96,13 @@ struct cgroup_subsys_state {
 /* The array length is only for clang; the index is relocated with bpf_core_enum_value. */
 struct css_set {
 	struct cgroup_subsys_state *subsys[16];
+	struct cgroup *dfl_cgrp; /* the task's cgroup in the v2 (default) hierarchy */
 } __attribute__((preserve_access_index));
 
 /* enum cgroup_subsys_id is generated from the kernel's config: read its values with
  * bpf_core_enum_value(), never these placeholders. */
 enum cgroup_subsys_id {
+	cpu_cgrp_id = 1,
 	memory_cgrp_id = 4,
 };
 
@@ -143,13 +147,34 @@ struct signal_struct {
 	short oom_score_adj;
 } __attribute__((preserve_access_index));
 
+/* The run queue's clock (sched_clock, ns), as the scheduler last updated it. */
+struct rq {
+	u64 clock;
+} __attribute__((preserve_access_index));
+
+struct cfs_rq {
+	struct rq *rq;
+} __attribute__((preserve_access_index));
+
+/* cfs_rq: only with CONFIG_FAIR_GROUP_SCHED; set for every task, whatever its class. */
+struct sched_entity {
+	struct cfs_rq *cfs_rq;
+} __attribute__((preserve_access_index));
+
+/* __state was state (a long) before 5.14. */
 struct task_struct {
+	unsigned int __state;
+	struct sched_entity se;
 	pid_t pid;
 	pid_t tgid;
 	char comm[16];
 	struct mm_struct *mm;
 	struct signal_struct *signal;
 	struct css_set *cgroups;
+} __attribute__((preserve_access_index));
+
+struct task_struct___pre514 {
+	long state;
 } __attribute__((preserve_access_index));
 
 #endif /* __PICKET_KERNEL_H__ */
