@@ -10,15 +10,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hold binds a socket with SO_REUSEPORT to a free port on 127.0.0.1, without listening,
-// and returns it and the port. A server that also sets SO_REUSEPORT binds the same port
-// beside it. Close the fd with unix.Close when the port is no longer needed.
+// Hold binds a socket with SO_REUSEPORT and SO_REUSEADDR to a free port on 127.0.0.1,
+// without listening, and returns it and the port. A server that also sets SO_REUSEPORT
+// (carbon) binds the same port beside it; so does one that sets SO_REUSEADDR (every Go
+// server, influxd among them, sets it on its listeners), because Linux lets two sockets
+// with SO_REUSEADDR share a port as long as the one bound first is not listening. Close
+// the fd with unix.Close when the port is no longer needed.
 func Hold() (fd, port int, err error) {
 	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, 0, fmt.Errorf("holding a port: %w", err)
 	}
 	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
 	if err == nil {
 		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
 	}
