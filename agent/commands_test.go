@@ -36,9 +36,9 @@ func TestCheck(t *testing.T) {
 		switch f.Name {
 		case "fs":
 			state = "disabled"
-		case "oom":
-			// The fixture's sysfs has no kernel BTF: the eBPF collector is down, saying why,
-			// and that is no reason for check to fail.
+		case "oom", "runqlat":
+			// The fixture's sysfs has no kernel BTF: the eBPF collectors are down, saying
+			// why, and that is no reason for check to fail.
 			state = "down +0 samples +cannot run here: kernel has no BTF"
 		}
 		if !regexp.MustCompile(`(?m)^collector +` + f.Name + ` +` + state + ` `).MatchString(out) {
@@ -48,7 +48,7 @@ func TestCheck(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^procfs +\S+/proc/stat +ok$`).MatchString(out) {
 		t.Errorf("procfs not reported ok:\n%s", out)
 	}
-	for _, re := range []string{`(?m)^kernel +\S+`, `(?m)^privileges +\S+ +(ok|missing: needs CAP_BPF)`, `(?m)^hook +mark_victim\S* +.+ \(collector oom\)$`} {
+	for _, re := range []string{`(?m)^kernel +\S+`, `(?m)^privileges +\S+ +(ok|missing: needs CAP_BPF)`, `(?m)^hook +mark_victim\S* +.+ \(collector oom\)$`, `(?m)^hook +sched_switch\S* +.+ \(collector runqlat\)$`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("no line matching %s:\n%s", re, out)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/bpf/oom"
+	"github.com/picket-agent/picket/bpf/runqlat"
 )
 
 // Collector reads one source.
@@ -84,6 +85,8 @@ type Options struct {
 
 	// loadOOM stands in for loading the OOM probe in tests; nil means the real one.
 	loadOOM func(oom.Options) (oomProbe, error)
+	// loadRunqlat stands in for loading the run-queue latency probe in tests.
+	loadRunqlat func(runqlat.Options) (runqlatProbe, error)
 
 	// statfs stands in for unix.Statfs in tests; nil means the real one.
 	statfs func(path string, st *unix.Statfs_t) error

@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/picket-agent/picket/bpf/oom"
 	"github.com/picket-agent/picket/agent/testenv"
+	"github.com/picket-agent/picket/bpf/oom"
+	"github.com/picket-agent/picket/bpf/runqlat"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -38,6 +39,10 @@ func testOptions(root string) Options {
 	// Nor can a fixture trigger OOM kills: a case replays recorded ones from kills.json.
 	if fake, err := readFakeOOM(filepath.Join(root, "kills.json")); err == nil && root != "/" {
 		o.loadOOM = func(oom.Options) (oomProbe, error) { return fake, nil }
+	}
+	// …nor make waits for a CPU: a case plays back recorded readings from runqlat.json.
+	if fake, err := readFakeRunqlat(root); err == nil && root != "/" {
+		o.loadRunqlat = func(runqlat.Options) (runqlatProbe, error) { return fake, nil }
 	}
 	return o
 }

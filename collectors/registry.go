@@ -15,6 +15,7 @@ var All = []Factory{
 	{Name: "oom", Default: true, Help: "OOM-killer victims, host-wide and per memory cgroup, from an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON)", Series: oomSeries, Hooks: oomHooks, New: newOOM},
 	{Name: "pressure", Default: true, Help: "pressure stall time from /proc/pressure", Series: pressureSeries, New: newPressure},
 	{Name: "processes", Default: false, Help: "processes and threads by state; off by default: it reads every /proc/<pid>/stat, the one collector whose cost grows with the host's process count", Series: processesSeries, New: newProcesses},
+	{Name: "runqlat", Default: true, Help: "run-queue latency histograms (time waiting for a CPU), host-wide and per cgroup, kept in the kernel by an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON)", Series: runqlatSeries, Hooks: runqlatHooks, New: newRunqlat},
 	{Name: "sockstat", Default: true, Help: "sockets in use from /proc/net/sockstat", Series: sockstatSeries, New: newSockstat},
 	{Name: "stat", Default: true, Help: "context switches, forks, interrupts, procs, boot time from /proc/stat", Series: statSeries, New: newStat},
 	{Name: "uptime", Default: true, Help: "time since boot from /proc/uptime", Series: uptimeSeries, New: newUptime},

@@ -36,10 +36,10 @@ func asCaps(t *testing.T, bounding string, args ...string) (int, string, string)
 }
 
 // TestEBPFDegradation (root, setpriv): the same binary without the capabilities eBPF needs
-// runs on: `once` reports the oom collector down (up 0) with one log line naming what is
-// missing and how to fix it, and still emits every procfs collector; `check` says so and
-// exits 0; `run --strict` exits 1 with the reason. With CAP_BPF and CAP_PERFMON alone
-// (root's other capabilities dropped) the probe loads.
+// runs on: `once` reports the eBPF collectors (oom, runqlat) down (up 0) with one log line
+// each naming what is missing and how to fix it, and still emits every procfs collector;
+// `check` says so and exits 0; `run --strict` exits 1 with the reason. With CAP_BPF and
+// CAP_PERFMON alone (root's other capabilities dropped) the probes load.
 func TestEBPFDegradation(t *testing.T) {
 	testenv.RequireRoot(t)
 	_, err := exec.LookPath("setpriv")
@@ -63,7 +63,7 @@ func TestEBPFDegradation(t *testing.T) {
 				up = "0"
 			}
 			for _, want := range []string{
-				"hosts.host.picket.collector.oom.up " + up + " ",
+				"hosts.host.picket.collector.oom.up " + up + " ", "hosts.host.picket.collector.runqlat.up " + up + " ",
 				"hosts.host.picket.collector.cpu.success 1 ", "hosts.host.cpu.total.user ",
 				"hosts.host.memory.mem_total ", "hosts.host.picket.collector.vmstat.success 1 ",
 			} {
@@ -73,18 +73,22 @@ func TestEBPFDegradation(t *testing.T) {
 			}
 			warnings := regexp.MustCompile(`(?m)^.*level=WARN.*$`).FindAllString(stderr, -1)
 			if c.missing == "" {
-				if len(warnings) != 0 || !strings.Contains(out, "hosts.host.picket.bpf.oom.maps_bytes ") || !strings.Contains(out, "hosts.host.oom.kills ") {
-					t.Errorf("with the capabilities it needs, oom should run:\nwarnings %v\n%s", warnings, out)
+				if len(warnings) != 0 || !strings.Contains(out, "hosts.host.picket.bpf.oom.maps_bytes ") || !strings.Contains(out, "hosts.host.oom.kills ") ||
+					!strings.Contains(out, "hosts.host.picket.bpf.runqlat.maps_bytes ") || !strings.Contains(out, "hosts.host.runqlat.count ") {
+					t.Errorf("with the capabilities they need, oom and runqlat should run:\nwarnings %v\n%s", warnings, out)
 				}
 				return
 			}
 			reason := "needs CAP_BPF and CAP_PERFMON (or root): run as root or grant them in the systemd unit (AmbientCapabilities=CAP_BPF CAP_PERFMON) (missing " + c.missing + ")"
-			if len(warnings) != 1 || !strings.Contains(warnings[0], "collector=oom") || !strings.Contains(warnings[0], reason) {
-				t.Errorf("want one warning naming %q, got:\n%s", reason, stderr)
+			// One warning per eBPF collector.
+			if len(warnings) != 2 || !strings.Contains(warnings[0], "collector=oom") || !strings.Contains(warnings[0], reason) ||
+				!strings.Contains(warnings[1], "collector=runqlat") || !strings.Contains(warnings[1], reason) {
+				t.Errorf("want a warning for oom and one for runqlat naming %q, got:\n%s", reason, stderr)
 			}
 
 			code, out, stderr = asCaps(t, c.bounding, "check")
 			if code != 0 || !regexp.MustCompile(`(?m)^collector +oom +down +0 samples +cannot run here: `+regexp.QuoteMeta(reason)+`$`).MatchString(out) ||
+				!regexp.MustCompile(`(?m)^collector +runqlat +down +0 samples +cannot run here: `+regexp.QuoteMeta(reason)+`$`).MatchString(out) ||
 				!regexp.MustCompile(`(?m)^privileges +.*missing: needs CAP_BPF`).MatchString(out) ||
 				!regexp.MustCompile(`(?m)^collector +cpu +ok `).MatchString(out) {
 				t.Errorf("check: exit %d\n%s\n%s", code, out, stderr)
