@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/picket-agent/picket/agent/metric"
+	"github.com/picket-agent/picket/exporters/feed"
 	"github.com/picket-agent/picket/exporters/spool"
 )
 
@@ -268,64 +269,6 @@ func (e *Exporter) dial(ctx context.Context, ep *endpoint) (net.Conn, net.Conn, 
 	return nil, nil, errors.Join(errs...)
 }
 
-// chunk is one spool record encoded for the wire.
-type chunk struct {
-	lines   []byte
-	end     spool.Position
-	count   uint64
-	time    time.Time
-	backlog bool
-}
-
-// produce reads records from it, encodes them and hands them over on out, until ctx ends
-// or, for the backlog, the read position reaches stop. Backlog chunks are paced to
-// ReplayRate. Buffers come back through free, so memory stays bounded by a few records.
-func (e *Exporter) produce(ctx context.Context, it *spool.Iterator, stop *spool.Position, out chan<- *chunk, free chan []byte) {
-	defer it.Close()
-	defer close(out)
-	var next time.Time // pacing: when the next backlog chunk may go
-	for {
-		if stop != nil && !it.Pos().Less(*stop) {
-			return
-		}
-		rec, err := it.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Error("reading the spool", "err", err)
-			}
-			return
-		}
-		var buf []byte
-		select {
-		case buf = <-free:
-		default:
-		}
-		c := &chunk{end: rec.End, time: rec.Batch.Time, backlog: stop != nil}
-		c.lines, c.count = e.encode(buf[:0], &rec.Batch)
-		if stop != nil && e.o.ReplayRate > 0 {
-			now := time.Now()
-			if next.After(now) {
-				t := time.NewTimer(next.Sub(now))
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
-			}
-			if next.Before(now) {
-				next = now
-			}
-			next = next.Add(time.Duration(float64(c.count) / e.o.ReplayRate * float64(time.Second)))
-		}
-		select {
-		case out <- c:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // encode appends a batch's lines to dst and returns them with the number of datapoints.
 func (e *Exporter) encode(dst []byte, b *metric.Batch) ([]byte, uint64) {
 	ts := b.Time.Unix()
@@ -372,22 +315,23 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 
 	start, liveStart := e.startPositions()
 	free := make(chan []byte, 4)
-	liveCh := make(chan *chunk, 1)
-	go e.produce(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
-	var backlogCh chan *chunk
+	prod := &feed.Producer{Log: e.log, Encode: e.encode, Rate: e.o.ReplayRate}
+	liveCh := make(chan *feed.Chunk, 1)
+	go prod.Run(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
+	var backlogCh chan *feed.Chunk
 	if start.Less(liveStart) {
-		backlogCh = make(chan *chunk, 1)
+		backlogCh = make(chan *feed.Chunk, 1)
 		stop := liveStart
-		go e.produce(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
+		go prod.Run(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
 	}
 
 	var (
-		inflight      []*chunk
+		inflight      []*feed.Chunk
 		inflightBytes int
 		since         time.Time // when the oldest unconfirmed write was made
 		ackedBacklog  = start
 		ackedLive     = liveStart
-		pending       *chunk // a live chunk waiting for its splay
+		pending       *feed.Chunk // a live chunk waiting for its splay
 		splay         = stoppedTimer()
 		// poll runs only while data is in flight: an idle agent does not wake up.
 		poll = stoppedTimer()
@@ -404,30 +348,30 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 		go e.watchPreferred(sctx, idx, preferred)
 	}
 
-	write := func(c *chunk) error {
+	write := func(c *feed.Chunk) error {
 		if err := conn.SetWriteDeadline(time.Now().Add(e.o.WriteTimeout)); err != nil {
 			return err
 		}
-		if _, err := conn.Write(c.lines); err != nil {
+		if _, err := conn.Write(c.Data); err != nil {
 			return fmt.Errorf("writing to %s: %w", e.endpoints[idx].addr, err)
 		}
-		e.sent.Add(c.count)
-		if c.backlog {
-			e.replayed.Add(c.count)
+		e.sent.Add(c.Count)
+		if c.Backlog {
+			e.replayed.Add(c.Count)
 		}
 		if len(inflight) == 0 {
 			since = time.Now()
 			poll.Reset(pollEvery)
 		}
 		inflight = append(inflight, c)
-		inflightBytes += len(c.lines)
-		last = appendLastLine(last[:0], c.lines)
+		inflightBytes += len(c.Data)
+		last = appendLastLine(last[:0], c.Data)
 		nudged = false
 		select {
-		case free <- c.lines[:0]:
+		case free <- c.Data[:0]:
 		default:
 		}
-		c.lines = nil
+		c.Data = nil
 		return nil
 	}
 
@@ -435,7 +379,7 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 		// Take new data only while the in-flight bound allows and we are staying. Live
 		// goes first; the backlog flows whenever live has nothing to send.
 		accept := inflightBytes < maxInFlight && done != nil && !wantSwitch
-		liveIn, backlogIn := (<-chan *chunk)(liveCh), (<-chan *chunk)(backlogCh)
+		liveIn, backlogIn := (<-chan *feed.Chunk)(liveCh), (<-chan *feed.Chunk)(backlogCh)
 		if !accept || pending != nil {
 			liveIn = nil
 		}
@@ -470,7 +414,7 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 			if !ok {
 				return errors.New("spool reader stopped")
 			}
-			if d := time.Until(c.time.Add(e.o.Splay)); d > 0 {
+			if d := time.Until(c.Time.Add(e.o.Splay)); d > 0 {
 				pending = c
 				splay.Reset(d)
 				continue
@@ -519,12 +463,12 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				continue
 			}
 			for _, c := range inflight {
-				if c.backlog {
-					ackedBacklog = c.end
+				if c.Backlog {
+					ackedBacklog = c.End
 				} else {
-					ackedLive = c.end
+					ackedLive = c.End
 				}
-				e.acked.Add(c.count)
+				e.acked.Add(c.Count)
 			}
 			inflight, inflightBytes = inflight[:0], 0
 			// The cursor covers a contiguous prefix: the backlog's confirmed part until
@@ -562,10 +506,10 @@ func stoppedTimer() *time.Timer {
 	return t
 }
 
-func inflightCount(cs []*chunk) uint64 {
+func inflightCount(cs []*feed.Chunk) uint64 {
 	var n uint64
 	for _, c := range cs {
-		n += c.count
+		n += c.Count
 	}
 	return n
 }
