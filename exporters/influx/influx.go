@@ -1,6 +1,7 @@
 // Package influx encodes samples as InfluxDB line protocol, one point per sample:
 // measurement <collector>, tags host and the sample's labels, one float field <field>, and
-// the tick's timestamp in nanoseconds. InfluxDB and VictoriaMetrics both accept it.
+// the tick's timestamp (in nanoseconds unless told otherwise), and sends the spool to
+// InfluxDB over HTTP (see Exporter). InfluxDB and VictoriaMetrics both accept it.
 package influx
 
 import (
@@ -27,21 +28,27 @@ var ErrNonFinite = errors.New("influx: value is NaN or infinite")
 // directly; any other goes through lineprotocol.Encoder, which escapes it or refuses it.
 // The tests check that both ways write the same point.
 type Encoder struct {
+	// Precision is the unit of the timestamps written; the zero value is nanoseconds.
+	// Coarser ones truncate, as lineprotocol does, and the receiver must be told the
+	// same precision (the precision parameter of /write).
+	Precision lineprotocol.Precision
+
 	lp lineprotocol.Encoder
 	// order holds the indexes of the sample's labels sorted by key: line protocol wants
 	// tags in key order, and sorting indexes leaves the sample, which collectors share,
 	// untouched.
 	order []int
 	// stamp is the text of the timestamp last written, for the time in nanoseconds
-	// stampNanos: every sample of a batch carries the same one, so its 19 digits are
-	// formatted once per batch rather than once per sample.
+	// stampNanos at precision stampPrec: every sample of a batch carries the same one, so
+	// its digits are formatted once per batch rather than once per sample.
 	stamp      []byte
 	stampNanos int64
+	stampPrec  lineprotocol.Precision
 }
 
 // Append appends s to dst as one line of line protocol, ending in a newline:
 //
-//	<collector>,host=<host>,<key>=<value>… <field>=<value> <unix-nanoseconds>
+//	<collector>,host=<host>,<key>=<value>… <field>=<value> <unix-time in Precision>
 //
 // Tags are sorted by key, as line protocol requires; the Named flag of a label plays no
 // part. The value is always a float in line protocol (no 'i' suffix); integral values
@@ -84,6 +91,7 @@ func (e *Encoder) appendChecked(dst []byte, host string, s *metric.Sample, fv li
 	// lineprotocol truncates its buffer back to where the line started; returning dst
 	// itself, not that buffer, keeps dst unchanged even if the encoder had to grow it.
 	e.lp.SetBuffer(dst)
+	e.lp.SetPrecision(e.Precision)
 	e.lp.StartLine(s.Collector)
 	hostDone := false
 	for _, i := range e.order {
@@ -186,9 +194,10 @@ func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, v float
 	dst = append(dst, '=')
 	dst = metric.AppendValue(dst, v)
 	dst = append(dst, ' ')
-	if n := ts.UnixNano(); n != e.stampNanos || len(e.stamp) == 0 {
-		e.stamp = strconv.AppendInt(e.stamp[:0], n, 10)
-		e.stampNanos = n
+	if n := ts.UnixNano(); n != e.stampNanos || e.Precision != e.stampPrec || len(e.stamp) == 0 {
+		// As lineprotocol does it: truncated towards zero.
+		e.stamp = strconv.AppendInt(e.stamp[:0], n/int64(e.Precision.Duration()), 10)
+		e.stampNanos, e.stampPrec = n, e.Precision
 	}
 	dst = append(dst, e.stamp...)
 	return append(dst, '\n')

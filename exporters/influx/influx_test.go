@@ -88,6 +88,50 @@ func TestAppendTimes(t *testing.T) {
 	}
 }
 
+// TestAppendPrecision: a coarser precision truncates the timestamp as lineprotocol does,
+// on both ways of writing a line, and the cached timestamp text follows a change of it.
+func TestAppendPrecision(t *testing.T) {
+	t.Parallel()
+	plain := metric.Sample{Collector: "c", Field: "f", Value: 1}
+	escaped := metric.Sample{Collector: "c c", Field: "f", Value: 1}
+	for _, tc := range []struct {
+		prec lineprotocol.Precision
+		ts   time.Time
+		want string
+	}{
+		{lineprotocol.Second, tick, "1700000000"},
+		{lineprotocol.Second, tick.Add(999 * time.Millisecond), "1700000000"},
+		{lineprotocol.Millisecond, tick.Add(1500 * time.Microsecond), "1700000000001"},
+		{lineprotocol.Microsecond, time.Unix(0, 1999), "1"},
+		{lineprotocol.Second, time.Unix(-1, 0), "-1"},
+		{lineprotocol.Nanosecond, tick, "1700000000000000000"},
+	} {
+		e := Encoder{Precision: tc.prec}
+		got, err := e.Append(nil, "h", &plain, tc.ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "c,host=h f=1 " + tc.want + "\n"; string(got) != want {
+			t.Errorf("%v %v: got %q, want %q", tc.prec, tc.ts.UnixNano(), got, want)
+		}
+		got, err = e.Append(nil, "h", &escaped, tc.ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `c\ c,host=h f=1 ` + tc.want + "\n"; string(got) != want {
+			t.Errorf("%v %v through lineprotocol: got %q, want %q", tc.prec, tc.ts.UnixNano(), got, want)
+		}
+	}
+	// One encoder, the same time, the precision changed between calls.
+	var e Encoder
+	got, _ := e.Append(nil, "h", &plain, tick)
+	e.Precision = lineprotocol.Second
+	got, _ = e.Append(got, "h", &plain, tick)
+	if want := "c,host=h f=1 1700000000000000000\nc,host=h f=1 1700000000\n"; string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestAppendRejects(t *testing.T) {
 	t.Parallel()
 	ok := metric.Sample{Collector: "c", Labels: []metric.Label{{Key: "k", Value: "v"}}, Field: "f", Value: 1}
