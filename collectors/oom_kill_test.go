@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/metric"
-	"github.com/picket-agent/picket/collectors/cgroup"
 	"github.com/picket-agent/picket/agent/testenv"
+	"github.com/picket-agent/picket/collectors/cgroup"
 )
 
 // oomChildEnv makes the test binary, run again as a child, a process that allocates this

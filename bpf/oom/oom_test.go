@@ -11,8 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"github.com/picket-agent/picket/bpf/probe"
 	"github.com/picket-agent/picket/agent/testenv"
+	"github.com/picket-agent/picket/bpf/probe"
 )
 
 // TestSpec: the committed object parses, holds the programs, maps and constant the Go
