@@ -14,8 +14,10 @@ GOFILES  = $(shell git ls-files --cached --others --exclude-standard '*.go')
 # them anywhere gives the same bytes, and CI can check they are fresh.
 DEB_GEN_NEEDS := clang-14:clang-14 llvm-strip-14:llvm-14
 # Debian packages the tests need, by the command that shows each is there. setpriv runs
-# picket without capabilities in the eBPF degradation test.
-DEB_NEEDS := gcc:gcc git:git carbon-cache:graphite-carbon carbon-c-relay:carbon-c-relay whisper-fetch:python3-whisper setpriv:util-linux $(DEB_GEN_NEEDS)
+# picket without capabilities in the eBPF degradation test. influxdb is the influxtest
+# server (installing it may start a system influxd on :8086; tests run their own on free
+# ports and leave that one alone).
+DEB_NEEDS := gcc:gcc git:git carbon-cache:graphite-carbon carbon-c-relay:carbon-c-relay whisper-fetch:python3-whisper influxd:influxdb setpriv:util-linux $(DEB_GEN_NEEDS)
 # …and the baselines the benchmarks measure picket against.
 DEB_BENCH_NEEDS := prometheus-node-exporter:prometheus-node-exporter
 
