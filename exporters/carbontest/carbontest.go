@@ -304,3 +304,73 @@ func (c *Carbon) path(series string) string {
 	h := hex.EncodeToString(sum[:])
 	return filepath.Join(c.whisperDir(), "_tagged", h[0:3], h[3:6], strings.ReplaceAll(norm, ".", "_DOT_")+".wsp")
 }
+
+// Expect waits up to timeout until every point of want (series → timestamp → value) is in
+// whisper on one of carbons at least, then checks that the carbons hold nothing else: no
+// other series, and in the series of want no other timestamp and no other value. It
+// reports what is missing or extra with t.Errorf, and returns how long the points took to
+// arrive. It is how a delivery test that may have sent to any of several carbons (failover,
+// replays) asserts that each point arrived exactly as sent.
+func Expect(t testing.TB, timeout time.Duration, want map[string]map[int64]float64, carbons ...*Carbon) time.Duration {
+	t.Helper()
+	start := time.Now()
+	series := slices.Sorted(maps.Keys(want))
+	var got []map[string]map[int64]float64
+	var missing []string
+	for deadline := start.Add(timeout); ; {
+		got = got[:0]
+		for _, c := range carbons {
+			m := make(map[string]map[int64]float64, len(series))
+			for _, s := range series {
+				m[s] = c.Points(t, s)
+			}
+			got = append(got, m)
+		}
+		missing = missing[:0]
+		for _, s := range series {
+			for ts := range want[s] {
+				found := false
+				for _, m := range got {
+					if _, ok := m[s][ts]; ok {
+						found = true
+						break
+					}
+				}
+				if !found {
+					missing = append(missing, fmt.Sprintf("%s@%d", s, ts))
+				}
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		n := 0
+		for _, pts := range want {
+			n += len(pts)
+		}
+		t.Errorf("carbontest: %d of %d points not in whisper after %v; the first: %v", len(missing), n, timeout, missing[:min(len(missing), 10)])
+	}
+	for i, c := range carbons {
+		for _, s := range c.Series(t) {
+			if _, ok := want[s]; !ok {
+				t.Errorf("carbontest: carbon %d (%s) holds series %s, not expected", i, c.Addr(), s)
+			}
+		}
+		for _, s := range series {
+			for ts, v := range got[i][s] {
+				switch w, ok := want[s][ts]; {
+				case !ok:
+					t.Errorf("carbontest: carbon %d (%s) holds %s@%d = %v, not expected", i, c.Addr(), s, ts, v)
+				case v != w:
+					t.Errorf("carbontest: carbon %d (%s) holds %s@%d = %v, want %v", i, c.Addr(), s, ts, v, w)
+				}
+			}
+		}
+	}
+	return elapsed
+}

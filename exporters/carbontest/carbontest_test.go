@@ -271,3 +271,41 @@ func TestRelayFailover(t *testing.T) {
 	send(t, r.Addr(), line("after.restart", 3, now))
 	checkPoints(t, standby, "after.restart", map[int64]float64{now: 3})
 }
+
+// errorsTB records the errors a helper reports instead of failing the test.
+type errorsTB struct {
+	testing.TB
+	errs []string
+}
+
+func (e *errorsTB) Errorf(format string, args ...any) {
+	e.errs = append(e.errs, fmt.Sprintf(format, args...))
+}
+
+func TestExpect(t *testing.T) {
+	t.Parallel()
+	a, b := Start(t), Start(t)
+	now := time.Now().Unix()
+	send(t, a.Addr(), line("x.one", 1, now-2), line("x.two", 2, now-2))
+	send(t, b.Addr(), line("x.one", 1, now-1), line("x.one", 1, now-2)) // a repeat, as a replay makes
+	want := map[string]map[int64]float64{"x.one": {now - 2: 1, now - 1: 1}, "x.two": {now - 2: 2}}
+	if Expect(t, wait, want, a, b); t.Failed() {
+		return
+	}
+
+	rec := &errorsTB{TB: t}
+	Expect(rec, time.Second, map[string]map[int64]float64{
+		"x.one":   {now - 2: 1}, // b holds now-1 too
+		"x.two":   {now - 2: 3}, // a holds 2
+		"x.three": {now: 3},     // nowhere
+	}, a, b)
+	wantErrs := []string{"1 of 3 points not in whisper", "holds x.one@" + strconv.FormatInt(now-1, 10) + " = 1, not expected", "holds x.two@" + strconv.FormatInt(now-2, 10) + " = 2, want 3"}
+	if len(rec.errs) != len(wantErrs) {
+		t.Fatalf("Expect reported %q, want %d errors", rec.errs, len(wantErrs))
+	}
+	for _, w := range wantErrs {
+		if !slices.ContainsFunc(rec.errs, func(e string) bool { return strings.Contains(e, w) }) {
+			t.Errorf("Expect reported %q, none saying %q", rec.errs, w)
+		}
+	}
+}
