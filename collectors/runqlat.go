@@ -24,9 +24,9 @@ var runqlatSeries = []Series{
 	{Path: "runqlat.cgroup.<cgroup>.<le_Nus>", Kind: metric.Counter, Help: "the same per cgroup of the task that waited: its path in the cpu controller's hierarchy (cgroup v1) or the unified one (v2), `/` → `_`. The 512 cgroups that waited first each get a histogram in the kernel; when none is free, waits count under `overflow` until a cgroup is removed and its histogram freed. `unnamed` counts cgroups removed before picket could name them. A cgroup's counters go on from where they were when a cgroup of the same path comes back"},
 	{Path: "runqlat.cgroup.<cgroup>.count", Kind: metric.Counter, Help: "waits for a CPU, per cgroup"},
 	{Path: "runqlat.cgroup.<cgroup>.sum_us", Kind: metric.Counter, Unit: "microseconds", Help: "time spent waiting for a CPU, per cgroup"},
-	{Path: "picket.bpf.runqlat.missed_waits", Kind: metric.Counter, Help: "waits the run-queue latency probe could not measure: no room for the task's start stamp"},
+	{Path: "picket.bpf.runqlat.missed_waits", Kind: metric.Counter, Help: "waits the run-queue latency probe could not measure: no room for the task's start stamp (on kernels without task-local storage, another task took its slot)"},
 	{Path: "picket.bpf.runqlat.cgroups", Kind: metric.Gauge, Help: "cgroups holding one of the probe's 512 per-cgroup histograms"},
-	{Path: "picket.bpf.runqlat.maps_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "kernel memory of the run-queue latency probe's maps (on 64 CPUs: 3.6 MiB, the per-CPU histograms); task-local storage adds about 100 bytes per task that waited"},
+	{Path: "picket.bpf.runqlat.maps_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "kernel memory of the run-queue latency probe's maps (on 64 CPUs: 3.6 MiB, the per-CPU histograms); task-local storage adds about 100 bytes per task that waited, the tid table of kernels without it 512 KiB"},
 	{Path: "picket.bpf.runqlat.<program>.run_time_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time the kernel spent in the probe's program for hook <program>; only while BPF statistics are on (--bpf.stats, or sysctl kernel.bpf_stats_enabled=1)"},
 	{Path: "picket.bpf.runqlat.<program>.run_count", Kind: metric.Counter, Help: "runs of the probe's program for hook <program>; only while BPF statistics are on"},
 }
@@ -166,7 +166,7 @@ func (c *runqlatCollector) Load() error {
 		c.resolver = cgroup.NewResolver(h.Dir)
 	}
 	if stamps, why := p.Stamps(); stamps != runqlat.StampsTaskStorage {
-		c.log.Info("run-queue latency stamps are kept in a hash: task-local storage did not load (kernel before 5.11?); the probe costs about twice as much", "stamps", stamps, "error", why)
+		c.log.Info("run-queue latency stamps are kept in a table indexed by thread id: task-local storage did not load (kernel before 5.11?); a wait whose slot another task took is not measured, and counted in picket.bpf.runqlat.missed_waits", "stamps", stamps, "error", why)
 	}
 	if mem, err := p.MapBytes(); err == nil {
 		for _, b := range mem {

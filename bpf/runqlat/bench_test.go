@@ -114,7 +114,7 @@ func BenchmarkOverhead(b *testing.B) {
 		mode  CgroupMode
 	}{
 		{"task-storage/cgroup-v1", taskStorage, CgroupV1},
-		{"hash/cgroup-v1", tidHash, CgroupV1},
+		{"tid-table/cgroup-v1", tidTable, CgroupV1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			benchOverhead(b, Options{SysFS: "/sys", Cgroups: c.mode}, c.progs)
@@ -202,7 +202,7 @@ func BenchmarkProgramCost(b *testing.B) {
 	}{
 		{"task-storage/cgroup-v1", taskStorage, CgroupV1},
 		{"task-storage/host-only", taskStorage, CgroupNone},
-		{"hash/cgroup-v1", tidHash, CgroupV1},
+		{"tid-table/cgroup-v1", tidTable, CgroupV1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			p, err := load(Options{SysFS: "/sys", Cgroups: c.mode, Stats: true}, c.progs)

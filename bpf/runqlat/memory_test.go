@@ -90,7 +90,7 @@ func TestMapBytes(t *testing.T) {
 	for _, c := range []struct {
 		progs programs
 		store string
-	}{{taskStorage, mapStartTask}, {tidHash, mapStartTID}} {
+	}{{taskStorage, mapStartTask}, {tidTable, mapStartTID}} {
 		p, err := load(Options{SysFS: "/sys", Cgroups: CgroupV1}, c.progs)
 		if err != nil {
 			t.Fatal(err)

@@ -6,7 +6,7 @@
 // Three programs run on the scheduler's tracepoints: sched_wakeup and sched_wakeup_new
 // stamp a task's start, sched_switch stamps a prev that stays runnable and ends the wait
 // of next. The stamps live in task-local storage (tp_btf, kernels from 5.11) or, where
-// that does not load, in a hash keyed by thread id (tp_btf, else raw_tp); Load picks.
+// that does not load, in a table indexed by thread id (tp_btf, else raw_tp); Load picks.
 //
 // Per cgroup, a wait counts for the cgroup of the task that waited: its cgroup in the cpu
 // controller's hierarchy on cgroup v1, in the unified hierarchy on v2. The kernel hands
@@ -67,11 +67,11 @@ var (
 		HookWakeupNew: {"rq_wakeup_new", ""},
 		HookSwitch:    {"rq_switch", ""},
 	}
-	// tidHash keeps them in a hash keyed by thread id.
-	tidHash = programs{
-		HookWakeup:    {"rq_wakeup_h", "rq_wakeup_raw"},
-		HookWakeupNew: {"rq_wakeup_new_h", "rq_wakeup_new_raw"},
-		HookSwitch:    {"rq_switch_h", "rq_switch_raw"},
+	// tidTable keeps them in a table indexed by thread id.
+	tidTable = programs{
+		HookWakeup:    {"rq_wakeup_t", "rq_wakeup_raw"},
+		HookWakeupNew: {"rq_wakeup_new_t", "rq_wakeup_new_raw"},
+		HookSwitch:    {"rq_switch_t", "rq_switch_raw"},
 	}
 )
 
@@ -177,7 +177,9 @@ type Stamps string
 // The stamp stores.
 const (
 	StampsTaskStorage Stamps = "task storage"
-	StampsHash        Stamps = "hash"
+	// StampsTable is a table of 65536 stamps indexed by thread id, which loses the
+	// wait of a task whose slot another task's wakeup takes (counted in Missed).
+	StampsTable Stamps = "tid table"
 )
 
 // Snapshot is one reading of the probe.
@@ -189,7 +191,7 @@ type Snapshot struct {
 	// Overflow counts the waits of cgroups that found no slot free.
 	Overflow Hist
 	// Missed counts waits that were not measured because the kernel had no room for the
-	// task's start stamp (the hash full, or task storage not allocated).
+	// task's start stamp (task storage not allocated, or the table slot taken).
 	Missed uint64
 }
 
@@ -197,7 +199,7 @@ type Snapshot struct {
 type Probe struct {
 	coll   *probe.Collection
 	stamps Stamps
-	// why is the reason task-local storage did not load, when stamps is StampsHash.
+	// why is the reason task-local storage did not load, when stamps is StampsTable.
 	why  error
 	mode CgroupMode
 
@@ -221,9 +223,9 @@ type slotReader struct {
 }
 
 // Load checks BTF, privileges and the tracepoints' prototypes, then loads and attaches the
-// probe, with task-local storage for the stamps if it loads, else a hash. An error says
-// why it cannot run here (wrapping probe.ErrNoBTF, probe.ErrPrivilege, probe.ErrNoHook or
-// probe.ErrPrototype) or what failed; nothing stays loaded then.
+// probe, with task-local storage for the stamps if it loads, else the tid table. An error
+// says why it cannot run here (wrapping probe.ErrNoBTF, probe.ErrPrivilege,
+// probe.ErrNoHook or probe.ErrPrototype) or what failed; nothing stays loaded then.
 func Load(opts Options) (*Probe, error) {
 	p, err := load(opts, taskStorage)
 	if err == nil {
@@ -233,9 +235,9 @@ func Load(opts Options) (*Probe, error) {
 		errors.Is(err, probe.ErrNoHook) || errors.Is(err, probe.ErrPrototype) {
 		return nil, err
 	}
-	p, err2 := load(opts, tidHash)
+	p, err2 := load(opts, tidTable)
 	if err2 != nil {
-		return nil, fmt.Errorf("with task-local storage: %w; with a hash: %w", err, err2)
+		return nil, fmt.Errorf("with task-local storage: %w; with a tid table: %w", err, err2)
 	}
 	p.why = err
 	return p, nil
@@ -299,7 +301,7 @@ func load(opts Options, progs programs) (_ *Probe, err error) {
 		}
 	}
 	coll.Loaded()
-	p := &Probe{coll: coll, stamps: StampsHash, mode: opts.Cgroups, free: free, bySlot: map[uint32]*slotReader{}}
+	p := &Probe{coll: coll, stamps: StampsTable, mode: opts.Cgroups, free: free, bySlot: map[uint32]*slotReader{}}
 	if progs[HookSwitch][0] == taskStorage[HookSwitch][0] {
 		p.stamps = StampsTaskStorage
 	}
@@ -367,7 +369,7 @@ func checkSwitch(params []btf.FuncParam) (bool, error) {
 	return false, fmt.Errorf("%s%s: %w", HookSwitch, probe.FormatProto(params), probe.ErrPrototype)
 }
 
-// Stamps reports where the start stamps are kept and, for the hash, why task-local
+// Stamps reports where the start stamps are kept and, for the table, why task-local
 // storage was not used.
 func (p *Probe) Stamps() (Stamps, error) { return p.stamps, p.why }
 

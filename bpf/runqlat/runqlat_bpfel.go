@@ -38,14 +38,14 @@ const (
 	runqlatMapRqStart         = "rq_start"
 	runqlatMapRqStartTid      = "rq_start_tid"
 	runqlatProgRqSwitch       = "rq_switch"
-	runqlatProgRqSwitchH      = "rq_switch_h"
 	runqlatProgRqSwitchRaw    = "rq_switch_raw"
+	runqlatProgRqSwitchT      = "rq_switch_t"
 	runqlatProgRqWakeup       = "rq_wakeup"
-	runqlatProgRqWakeupH      = "rq_wakeup_h"
 	runqlatProgRqWakeupNew    = "rq_wakeup_new"
-	runqlatProgRqWakeupNewH   = "rq_wakeup_new_h"
 	runqlatProgRqWakeupNewRaw = "rq_wakeup_new_raw"
+	runqlatProgRqWakeupNewT   = "rq_wakeup_new_t"
 	runqlatProgRqWakeupRaw    = "rq_wakeup_raw"
+	runqlatProgRqWakeupT      = "rq_wakeup_t"
 	runqlatVarCgroupMode      = "cgroup_mode"
 	runqlatVarSwitchHasState  = "switch_has_state"
 	runqlatVarUnusedCpuState  = "unused_cpu_state"
@@ -94,14 +94,14 @@ type runqlatSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type runqlatProgramSpecs struct {
 	RqSwitch       *ebpf.ProgramSpec `ebpf:"rq_switch"`
-	RqSwitchH      *ebpf.ProgramSpec `ebpf:"rq_switch_h"`
 	RqSwitchRaw    *ebpf.ProgramSpec `ebpf:"rq_switch_raw"`
+	RqSwitchT      *ebpf.ProgramSpec `ebpf:"rq_switch_t"`
 	RqWakeup       *ebpf.ProgramSpec `ebpf:"rq_wakeup"`
-	RqWakeupH      *ebpf.ProgramSpec `ebpf:"rq_wakeup_h"`
 	RqWakeupNew    *ebpf.ProgramSpec `ebpf:"rq_wakeup_new"`
-	RqWakeupNewH   *ebpf.ProgramSpec `ebpf:"rq_wakeup_new_h"`
 	RqWakeupNewRaw *ebpf.ProgramSpec `ebpf:"rq_wakeup_new_raw"`
+	RqWakeupNewT   *ebpf.ProgramSpec `ebpf:"rq_wakeup_new_t"`
 	RqWakeupRaw    *ebpf.ProgramSpec `ebpf:"rq_wakeup_raw"`
+	RqWakeupT      *ebpf.ProgramSpec `ebpf:"rq_wakeup_t"`
 }
 
 // runqlatMapSpecs contains maps before they are loaded into the kernel.
@@ -178,27 +178,27 @@ type runqlatVariables struct {
 // It can be passed to loadRunqlatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type runqlatPrograms struct {
 	RqSwitch       *ebpf.Program `ebpf:"rq_switch"`
-	RqSwitchH      *ebpf.Program `ebpf:"rq_switch_h"`
 	RqSwitchRaw    *ebpf.Program `ebpf:"rq_switch_raw"`
+	RqSwitchT      *ebpf.Program `ebpf:"rq_switch_t"`
 	RqWakeup       *ebpf.Program `ebpf:"rq_wakeup"`
-	RqWakeupH      *ebpf.Program `ebpf:"rq_wakeup_h"`
 	RqWakeupNew    *ebpf.Program `ebpf:"rq_wakeup_new"`
-	RqWakeupNewH   *ebpf.Program `ebpf:"rq_wakeup_new_h"`
 	RqWakeupNewRaw *ebpf.Program `ebpf:"rq_wakeup_new_raw"`
+	RqWakeupNewT   *ebpf.Program `ebpf:"rq_wakeup_new_t"`
 	RqWakeupRaw    *ebpf.Program `ebpf:"rq_wakeup_raw"`
+	RqWakeupT      *ebpf.Program `ebpf:"rq_wakeup_t"`
 }
 
 func (p *runqlatPrograms) Close() error {
 	return _RunqlatClose(
 		p.RqSwitch,
-		p.RqSwitchH,
 		p.RqSwitchRaw,
+		p.RqSwitchT,
 		p.RqWakeup,
-		p.RqWakeupH,
 		p.RqWakeupNew,
-		p.RqWakeupNewH,
 		p.RqWakeupNewRaw,
+		p.RqWakeupNewT,
 		p.RqWakeupRaw,
+		p.RqWakeupT,
 	)
 }
 

@@ -28,7 +28,7 @@ func TestSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []string
-	for _, set := range []programs{taskStorage, tidHash} {
+	for _, set := range []programs{taskStorage, tidTable} {
 		for _, v := range set {
 			for _, name := range v {
 				if name != "" {
@@ -45,7 +45,7 @@ func TestSpec(t *testing.T) {
 		progs programs
 		start string
 		other string
-	}{{taskStorage, mapStartTask, mapStartTID}, {tidHash, mapStartTID, mapStartTask}} {
+	}{{taskStorage, mapStartTask, mapStartTID}, {tidTable, mapStartTID, mapStartTask}} {
 		for hook, v := range set.progs {
 			for i, name := range v {
 				if name == "" {
@@ -83,7 +83,7 @@ func TestSpec(t *testing.T) {
 		mapCgroupSlot: {ebpf.Hash, MaxCgroups, 4, true},
 		mapFreeSlots:  {ebpf.Queue, MaxCgroups, 4, true},
 		mapStartTask:  {ebpf.TaskStorage, 0, 8, false},
-		mapStartTID:   {ebpf.Hash, 10240, 8, true},
+		mapStartTID:   {ebpf.Array, 1 << 16, 8, true},
 	} {
 		m := spec.Maps[name]
 		if m == nil || m.Type != want.typ || m.ValueSize != want.value || (want.maxEntries && m.MaxEntries != want.entries) {
@@ -272,7 +272,7 @@ func TestCheckProtos(t *testing.T) {
 func TestLoad(t *testing.T) {
 	testenv.RequireRoot(t)
 	rawOnly := programs{}
-	for hook, v := range tidHash {
+	for hook, v := range tidTable {
 		rawOnly[hook] = [2]string{"", v[1]}
 	}
 	for _, c := range []struct {
@@ -283,8 +283,8 @@ func TestLoad(t *testing.T) {
 		start  string
 	}{
 		{"task-storage", taskStorage, "tp_btf", StampsTaskStorage, mapStartTask},
-		{"hash", tidHash, "tp_btf", StampsHash, mapStartTID},
-		{"hash-raw_tp", rawOnly, "raw_tp", StampsHash, mapStartTID},
+		{"tid-table", tidTable, "tp_btf", StampsTable, mapStartTID},
+		{"tid-table-raw_tp", rawOnly, "raw_tp", StampsTable, mapStartTID},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := load(Options{SysFS: "/sys", Cgroups: CgroupV1, Stats: true}, c.progs)
@@ -408,8 +408,14 @@ func inode(t *testing.T, path string) uint64 {
 // returns its final counts and its slot serves the next cgroup.
 func TestCgroupSlots(t *testing.T) {
 	testenv.RequireRoot(t)
+	for name, progs := range map[string]programs{"task-storage": taskStorage, "tid-table": tidTable} {
+		t.Run(name, func(t *testing.T) { testCgroupSlots(t, progs) })
+	}
+}
+
+func testCgroupSlots(t *testing.T, progs programs) {
 	h, mode := cpuHierarchy(t)
-	p, err := Load(Options{SysFS: "/sys", Cgroups: mode})
+	p, err := load(Options{SysFS: "/sys", Cgroups: mode}, progs)
 	if err != nil {
 		t.Fatal(err)
 	}
