@@ -25,7 +25,7 @@ var runqlatSeries = []Series{
 	{Path: "runqlat.cgroup.<cgroup>.count", Kind: metric.Counter, Help: "waits for a CPU, per cgroup"},
 	{Path: "runqlat.cgroup.<cgroup>.sum_us", Kind: metric.Counter, Unit: "microseconds", Help: "time spent waiting for a CPU, per cgroup"},
 	{Path: "picket.bpf.runqlat.missed_waits", Kind: metric.Counter, Help: "waits the run-queue latency probe could not measure: no room for the task's start stamp (on kernels without task-local storage, another task took its slot)"},
-	{Path: "picket.bpf.runqlat.cgroups", Kind: metric.Gauge, Help: "cgroups holding one of the probe's 512 per-cgroup histograms"},
+	{Path: "picket.bpf.runqlat.cgroups", Kind: metric.Gauge, Help: "cgroups holding one of the probe's 512 per-cgroup histograms, as of the collector's last reading"},
 	{Path: "picket.bpf.runqlat.maps_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "kernel memory of the run-queue latency probe's maps (on 64 CPUs: 3.6 MiB, the per-CPU histograms); task-local storage adds about 100 bytes per task that waited, the tid table of kernels without it 512 KiB"},
 	{Path: "picket.bpf.runqlat.<program>.run_time_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time the kernel spent in the probe's program for hook <program>; only while BPF statistics are on (--bpf.stats, or sysctl kernel.bpf_stats_enabled=1)"},
 	{Path: "picket.bpf.runqlat.<program>.run_count", Kind: metric.Counter, Help: "runs of the probe's program for hook <program>; only while BPF statistics are on"},
