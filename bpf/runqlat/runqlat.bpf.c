@@ -205,9 +205,13 @@ static __always_inline u64 task_cgroup(struct task_struct *t, bool btf)
 		return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 	}
 	if (cgroup_mode == CG_V1) {
-		int id = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
 		struct cgroup_subsys_state *css;
+		int id;
 
+		/* The loader sets CG_V1 only where /proc/cgroups lists the cpu controller. */
+		if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, cpu_cgrp_id))
+			return 0;
+		id = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
 		if (id < 0 || id >= 16)
 			return 0;
 		if (btf)
