@@ -486,6 +486,43 @@ func testCgroupSlots(t *testing.T, progs programs) {
 	}
 }
 
+// TestCgroupV2 (root): charged to the unified hierarchy, waits go to the task's v2
+// cgroup, whichever hierarchy the cpu controller is on (a hybrid host has both).
+func TestCgroupV2(t *testing.T) {
+	testenv.RequireRoot(t)
+	var dir string
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		if _, err := os.Stat(d + "/cgroup.controllers"); err == nil {
+			dir = d
+			break
+		}
+	}
+	testenv.Require(t, dir != "", "no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	p, err := Load(Options{SysFS: "/sys", Cgroups: CgroupV2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	busy := testenv.Cgroup(t, dir, "picket-runqlat-v2-"+itoa(os.Getpid()))
+	id := inode(t, busy)
+	testenv.Spin(t, busy, 0, 3)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		time.Sleep(100 * time.Millisecond)
+		snap, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := snap.Cgroups[id]; h.Count() >= 30 {
+			t.Logf("v2 cgroup %s: %d waits, mean %.0f µs", busy, h.Count(), float64(h.SumNS)/float64(h.Count())/1000)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v2 cgroup %s: %d waits after 20 s, want 30", busy, snap.Cgroups[id].Count())
+		}
+	}
+}
+
 // TestOverflow (root): with one slot, the first cgroup to wait takes it and the busy test
 // cgroup's waits count in the overflow; a slot freed goes to the next cgroup that waits.
 func TestOverflow(t *testing.T) {
