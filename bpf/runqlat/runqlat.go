@@ -169,6 +169,9 @@ type Options struct {
 
 	// slots, when not 0, replaces MaxCgroups (tests fill them).
 	slots uint32
+	// readState makes sched_switch read prev's state from the task, as on kernels before
+	// 5.18, whose tracepoint has no prev_state (tests try it on a newer one).
+	readState bool
 }
 
 // Stamps names where the probe keeps its start stamps.
@@ -266,7 +269,7 @@ func load(opts Options, progs programs) (_ *Probe, err error) {
 	if err := s.Variables[varCgroupMode].Set(uint8(opts.Cgroups)); err != nil {
 		return nil, fmt.Errorf("setting %s: %w", varCgroupMode, err)
 	}
-	if err := s.Variables[varSwitchState].Set(hasState); err != nil {
+	if err := s.Variables[varSwitchState].Set(hasState && !opts.readState); err != nil {
 		return nil, fmt.Errorf("setting %s: %w", varSwitchState, err)
 	}
 	slots := uint32(MaxCgroups)

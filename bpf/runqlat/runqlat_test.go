@@ -276,18 +276,22 @@ func TestLoad(t *testing.T) {
 		rawOnly[hook] = [2]string{"", v[1]}
 	}
 	for _, c := range []struct {
-		name   string
-		progs  programs
-		kind   string
-		stamps Stamps
-		start  string
+		name      string
+		progs     programs
+		kind      string
+		stamps    Stamps
+		start     string
+		readState bool
 	}{
-		{"task-storage", taskStorage, "tp_btf", StampsTaskStorage, mapStartTask},
-		{"tid-table", tidTable, "tp_btf", StampsTable, mapStartTID},
-		{"tid-table-raw_tp", rawOnly, "raw_tp", StampsTable, mapStartTID},
+		{"task-storage", taskStorage, "tp_btf", StampsTaskStorage, mapStartTask, false},
+		// sched_switch as before 5.18, without prev_state: prev's state read from the task.
+		{"task-storage-pre-5.18", taskStorage, "tp_btf", StampsTaskStorage, mapStartTask, true},
+		{"tid-table", tidTable, "tp_btf", StampsTable, mapStartTID, false},
+		{"tid-table-raw_tp", rawOnly, "raw_tp", StampsTable, mapStartTID, false},
+		{"tid-table-raw_tp-pre-5.18", rawOnly, "raw_tp", StampsTable, mapStartTID, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := load(Options{SysFS: "/sys", Cgroups: CgroupV1, Stats: true}, c.progs)
+			p, err := load(Options{SysFS: "/sys", Cgroups: CgroupV1, Stats: true, readState: c.readState}, c.progs)
 			if err != nil {
 				t.Fatal(err)
 			}
