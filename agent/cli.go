@@ -96,6 +96,34 @@ type CLI struct {
 		} `embed:"" prefix:"tls."`
 	} `embed:"" prefix:"graphite." group:"Graphite"`
 
+	Influx struct {
+		URL             []string      `help:"InfluxDB base URL, http(s)://HOST:PORT[/PATH]; repeat (or a list in the config) for failover, most preferred first; https for TLS. Which API is used follows from the options set: --influx.database writes to /write (InfluxDB 1.x, VictoriaMetrics), --influx.bucket to /api/v2/write (InfluxDB 2.x and 3.x; 1.8+ with bucket <db>/<rp>)." placeholder:"URL"`
+		Database        string        `help:"1.x API: the database to write to."`
+		RetentionPolicy string        `help:"1.x API: the retention policy (default: the database's default one)."`
+		Username        string        `help:"1.x API: the user, sent with --influx.password as HTTP basic auth."`
+		Password        string        `help:"1.x API: the password; never logged (better: --influx.password-file, or the environment)."`
+		PasswordFile    string        `help:"Read --influx.password from this file." placeholder:"FILE"`
+		Org             string        `help:"2.x API: the organization (3.x ignores it)."`
+		Bucket          string        `help:"2.x API: the bucket (3.x: the database) to write to."`
+		Token           string        `help:"2.x API: the API token; never logged (better: --influx.token-file, or the environment)."`
+		TokenFile       string        `help:"Read --influx.token from this file." placeholder:"FILE"`
+		Gzip            bool          `negatable:"" default:"true" help:"Compress request bodies (Content-Encoding: gzip)."`
+		BatchBytes      byteSize      `help:"Bound on a request's body before compression; spooled ticks are gathered into one request up to it." default:"1MiB"`
+		BatchInterval   time.Duration `help:"Longest a request waits for more ticks after its first one." default:"1s"`
+		ReplayRate      float64       `help:"Backlog replay pace, datapoints per second (0: unpaced); live ticks always go first." default:"50000"`
+		Splay           string        `help:"Send each tick this long after the tick (timestamps stay aligned), or auto: an offset derived from the host name." default:"auto"`
+		Timeout         time.Duration `help:"Bound on one request, from connecting to reading the answer." default:"10s"`
+		BackoffMin      time.Duration `help:"First wait before retrying a failed endpoint; doubles up to --influx.backoff-max, with jitter (or what the server's Retry-After says)." default:"1s"`
+		BackoffMax      time.Duration `help:"Longest wait before retrying a failed endpoint." default:"30s"`
+		TLS             struct {
+			CAFile             string `help:"CA bundle to verify https endpoints with (default: the system roots)." placeholder:"FILE"`
+			CertFile           string `help:"Client certificate (PEM)." placeholder:"FILE"`
+			KeyFile            string `help:"Client key (PEM)." placeholder:"FILE"`
+			ServerName         string `help:"Name to verify the endpoint's certificate against (default: the URL's host)."`
+			InsecureSkipVerify bool   `help:"Do not verify the endpoint's certificate (testing only)."`
+		} `embed:"" prefix:"tls."`
+	} `embed:"" prefix:"influx." group:"InfluxDB"`
+
 	Spool struct {
 		Dir      string        `help:"Where batches wait until every exporter has delivered them." default:"/var/lib/picket/spool" placeholder:"DIR"`
 		MaxBytes byteSize      `help:"Bound on the spool's size (e.g. 512MiB); over it the oldest data goes first, counted." default:"512MiB"`
@@ -278,15 +306,24 @@ func (c *CLI) validateRun(ctx *kong.Context) error {
 	if _, option, err := c.tlsConfig(); err != nil {
 		return c.optionError(ctx, option, err)
 	}
+	if option, err := c.validateInflux(); err != nil {
+		return c.optionError(ctx, option, err)
+	}
 	return nil
 }
 
 // splay is --graphite.splay: a duration within the interval, or derived from the host name.
 func (c *CLI) splay() (time.Duration, error) {
-	if c.Graphite.Splay == "auto" {
+	return c.parseSplay(c.Graphite.Splay)
+}
+
+// parseSplay reads a splay option: a duration within the interval, or "auto", derived from
+// the host name.
+func (c *CLI) parseSplay(v string) (time.Duration, error) {
+	if v == "auto" {
 		return graphite.SplayFor(c.host(), c.Interval), nil
 	}
-	d, err := time.ParseDuration(c.Graphite.Splay)
+	d, err := time.ParseDuration(v)
 	if err != nil {
 		return 0, errors.New(`want "auto" or a duration`)
 	}
@@ -316,26 +353,32 @@ func (c *CLI) tlsConfig() (cfg *tls.Config, option string, err error) {
 		}
 		return nil, "", nil
 	}
-	cfg = &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+	return buildTLS("graphite.tls.", t.CAFile, t.CertFile, t.KeyFile, t.ServerName, t.InsecureSkipVerify)
+}
+
+// buildTLS makes the TLS setup of an exporter whose TLS options are named prefix+ca-file
+// and so on: verification on unless insecure, the system roots unless caFile.
+func buildTLS(prefix, caFile, certFile, keyFile, serverName string, insecure bool) (*tls.Config, string, error) {
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: insecure, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, "graphite.tls.ca-file", err
+			return nil, prefix + "ca-file", err
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, "graphite.tls.ca-file", fmt.Errorf("%s holds no PEM certificate", t.CAFile)
+			return nil, prefix + "ca-file", fmt.Errorf("%s holds no PEM certificate", caFile)
 		}
 	}
 	switch {
-	case t.CertFile != "" && t.KeyFile == "":
-		return nil, "graphite.tls.cert-file", errors.New("a client certificate needs --graphite.tls.key-file too")
-	case t.CertFile == "" && t.KeyFile != "":
-		return nil, "graphite.tls.key-file", errors.New("a client key needs --graphite.tls.cert-file too")
-	case t.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	case certFile != "" && keyFile == "":
+		return nil, prefix + "cert-file", fmt.Errorf("a client certificate needs --%skey-file too", prefix)
+	case certFile == "" && keyFile != "":
+		return nil, prefix + "key-file", fmt.Errorf("a client key needs --%scert-file too", prefix)
+	case certFile != "":
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, "graphite.tls.cert-file", err
+			return nil, prefix + "cert-file", err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -431,7 +474,7 @@ func parse(args []string, stdout, stderr io.Writer) (*CLI, *kong.Context, error)
 	cli.Enabled = kong.Plugins{cli.enabled.Interface()}
 	parser, err := kong.New(cli,
 		kong.Name("picket"),
-		kong.Description("Linux host metrics agent: the kernel's own counters, shipped to Graphite without losing any."),
+		kong.Description("Linux host metrics agent: the kernel's own counters, shipped to Graphite or InfluxDB without losing any."),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(exitCode(c)) }),
 		kong.DefaultEnvars("PICKET"),

@@ -90,6 +90,18 @@ func TestRunOnlyOptions(t *testing.T) {
 		{"backoff max under min", "graphite:\n  backoff-min: 5s\n  backoff-max: 1s\n", []string{":3:", `"graphite.backoff-max"`, "less than"}},
 		{"splay past the interval", "graphite.splay: 20s\n", []string{":1:", `"graphite.splay"`, "not within the interval"}},
 		{"spool max age zero", "spool.max-age: 0s\n", []string{":1:", `"spool.max-age"`, "must be positive"}},
+		{"influx option without a URL", "influx.database: db\n", []string{":1:", `"influx.database"`, "--influx.url is not"}},
+		{"influx URL scheme", "influx:\n  url: [udp://h:8089]\n  database: db\n", []string{":2:", `"influx.url"`, "http or https"}},
+		{"influx URL with a password", "influx:\n  url: [http://u:hunter2@h:8086]\n  database: db\n", []string{":2:", `"influx.url"`, "REDACTED@h:8086", "credentials do not go in the URL"}},
+		{"influx neither API", "influx.url: [http://h:8086]\n", []string{":1:", `"influx.url"`, "needs --influx.database"}},
+		{"influx both APIs", "influx:\n  url: [http://h:8086]\n  database: db\n  bucket: b\n", []string{":4:", `"influx.bucket"`, "set one"}},
+		{"influx token with a database", "influx:\n  url: [http://h:8086]\n  database: db\n  token: t\n", []string{":4:", `"influx.token"`, "goes with --influx.bucket"}},
+		{"influx username with a bucket", "influx:\n  url: [http://h:8086]\n  bucket: b\n  username: u\n", []string{":4:", `"influx.username"`, "goes with --influx.database"}},
+		{"influx password file missing", "influx:\n  url: [http://h:8086]\n  database: db\n  username: u\n  password-file: /nonexistent/pw\n", []string{":5:", `"influx.password-file"`, "no such file"}},
+		{"influx TLS without https", "influx:\n  url: [http://h:8086]\n  database: db\n  tls:\n    ca-file: /etc/ssl/ca.pem\n", []string{":5:", `"influx.tls.ca-file"`, "no --influx.url is https"}},
+		{"influx CA file missing", "influx:\n  url: [https://h:8086]\n  database: db\n  tls:\n    ca-file: /nonexistent/ca.pem\n", []string{":5:", `"influx.tls.ca-file"`, "no such file"}},
+		{"influx timeout zero", "influx:\n  url: [http://h:8086]\n  database: db\n  timeout: 0s\n", []string{":4:", `"influx.timeout"`, "must be positive"}},
+		{"influx splay past the interval", "influx:\n  url: [http://h:8086]\n  database: db\n  splay: 10s\n", []string{":4:", `"influx.splay"`, "not within the interval"}},
 		{"shutdown timeout zero", "shutdown-timeout: 0s\n", []string{":1:", `"shutdown-timeout"`, "must be positive"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

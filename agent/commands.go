@@ -48,11 +48,12 @@ type RunCmd struct {
 }
 
 // Run collects every interval until the context ends (SIGINT, SIGTERM), then returns nil.
-// With a Graphite endpoint, each batch goes into the spool and the exporter delivers it
-// from there; with none, batches go to stdout as Graphite plaintext.
+// With a Graphite or an InfluxDB endpoint, each batch goes into the spool and each
+// exporter delivers it from there, through its own cursor; with none, batches go to
+// stdout as Graphite plaintext.
 func (r RunCmd) Run(cli *CLI, env *Env, kctx *kong.Context) error {
 	log := cli.logger(env.Stderr)
-	if len(cli.Graphite.Address) == 0 {
+	if len(cli.Graphite.Address) == 0 && len(cli.Influx.URL) == 0 {
 		out := &writerOutput{w: env.Stdout, enc: encoder{format: "graphite", prefix: cli.Prefix, host: cli.host()}}
 		s, err := cli.newScheduler(env, out)
 		if err != nil {
@@ -72,23 +73,45 @@ func (r RunCmd) Run(cli *CLI, env *Env, kctx *kong.Context) error {
 		// writable, a file, another agent's). Like a bad option, nothing has started.
 		return usageError{cli.optionError(kctx, "spool.dir", fmt.Errorf("cannot use %s: %w", cli.Spool.Dir, err))}
 	}
-	tlsConfig, _, _ := cli.tlsConfig() // checked in validate
-	splay, _ := cli.splay()
-	g := cli.Graphite
-	exp, err := graphite.New(graphite.Options{
-		Logger: log, Name: "graphite", Endpoints: g.Address, TLS: tlsConfig, Tagged: g.Tagged,
-		Prefix: cli.Prefix, Host: cli.host(), Spool: sp, Splay: splay,
-		ReplayWindow: g.ReplayWindow, ReplayRate: g.ReplayRate,
-		DialTimeout: g.DialTimeout, WriteTimeout: g.WriteTimeout, AckTimeout: g.AckTimeout,
-		BackoffMin: g.BackoffMin, BackoffMax: g.BackoffMax,
-		// Half the shutdown bound confirms what is in flight; the rest closes the spool.
-		DrainTimeout: cli.ShutdownTimeout / 2,
-	})
-	if err != nil {
-		sp.Close()
-		return usageError{fmt.Errorf("graphite: %w", err)}
+	var (
+		exporters []exporter
+		running   = []any{"version", Version, "interval", cli.Interval, "spool", cli.Spool.Dir}
+	)
+	if g := cli.Graphite; len(g.Address) > 0 {
+		tlsConfig, _, _ := cli.tlsConfig() // checked in validate
+		splay, _ := cli.splay()
+		exp, err := graphite.New(graphite.Options{
+			Logger: log, Name: "graphite", Endpoints: g.Address, TLS: tlsConfig, Tagged: g.Tagged,
+			Prefix: cli.Prefix, Host: cli.host(), Spool: sp, Splay: splay,
+			ReplayWindow: g.ReplayWindow, ReplayRate: g.ReplayRate,
+			DialTimeout: g.DialTimeout, WriteTimeout: g.WriteTimeout, AckTimeout: g.AckTimeout,
+			BackoffMin: g.BackoffMin, BackoffMax: g.BackoffMax,
+			// Half the shutdown bound confirms what is in flight; the rest closes the spool.
+			DrainTimeout: cli.ShutdownTimeout / 2,
+		})
+		if err != nil {
+			sp.Close()
+			return usageError{fmt.Errorf("graphite: %w", err)}
+		}
+		exporters = append(exporters, exp)
+		running = append(running, "graphite_endpoints", len(g.Address), "graphite_splay", splay)
 	}
-	s, err := cli.newScheduler(env, spoolOutput{sp}, exp, spoolReport{sp})
+	if len(cli.Influx.URL) > 0 {
+		o := cli.influxOptions(log, sp)
+		exp, err := influx.New(o)
+		if err != nil {
+			sp.Close()
+			return usageError{fmt.Errorf("influx: %w", err)}
+		}
+		exporters = append(exporters, exp)
+		running = append(running, "influx_endpoints", len(o.URLs), "influx_splay", o.Splay)
+	}
+	var reporters []reporter
+	for _, exp := range exporters {
+		reporters = append(reporters, exp)
+	}
+	reporters = append(reporters, spoolReport{sp})
+	s, err := cli.newScheduler(env, spoolOutput{sp}, reporters...)
 	if err != nil {
 		sp.Close()
 		return err
@@ -98,14 +121,26 @@ func (r RunCmd) Run(cli *CLI, env *Env, kctx *kong.Context) error {
 		return err
 	}
 	defer s.Stop()
-	log.Info("picket running", "version", Version, "interval", cli.Interval, "output", "graphite",
-		"endpoints", len(g.Address), "spool", cli.Spool.Dir, "splay", splay)
+	log.Info("picket running", running...)
 	return cli.untilStopped(env, log, func() error {
-		exported := make(chan error, 1)
-		go func() { exported <- exp.Run(env.Ctx) }()
-		err := s.Run(env.Ctx)
-		return errors.Join(err, <-exported, sp.Close())
+		exported := make(chan error, len(exporters))
+		for _, exp := range exporters {
+			go func() { exported <- exp.Run(env.Ctx) }()
+		}
+		errs := []error{s.Run(env.Ctx)}
+		for range exporters {
+			errs = append(errs, <-exported)
+		}
+		return errors.Join(append(errs, sp.Close())...)
 	})
+}
+
+// exporter delivers the spool to one kind of endpoint, through its own cursor.
+type exporter interface {
+	reporter
+	// Run delivers until ctx ends, then returns within its drain bound, with its cursor
+	// saved. It is called once.
+	Run(ctx context.Context) error
 }
 
 // untilStopped runs fn, and once the context ends gives it --shutdown-timeout to return:

@@ -15,6 +15,7 @@ import (
 	"github.com/picket-agent/picket/agent/scheduler"
 	"github.com/picket-agent/picket/collectors"
 	"github.com/picket-agent/picket/exporters/graphite"
+	"github.com/picket-agent/picket/exporters/influx"
 	"github.com/picket-agent/picket/exporters/spool"
 )
 
@@ -76,7 +77,7 @@ func TestSelfSeriesDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The exporter and the spool report whether or not the exporter runs.
+	// The exporters and the spool report whether or not the exporters run.
 	sp, err := spool.Open(spool.Options{Dir: t.TempDir(), MaxBytes: 1 << 20, MaxAge: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,11 @@ func TestSelfSeriesDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := cli.newScheduler(&Env{Ctx: context.Background(), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}, nil, exp, spoolReport{sp})
+	ix, err := influx.New(influx.Options{Logger: slog.New(slog.DiscardHandler), Name: "influx", URLs: []string{"http://127.0.0.1:1"}, Database: "db", Spool: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cli.newScheduler(&Env{Ctx: context.Background(), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}, nil, exp, ix, spoolReport{sp})
 	if err != nil {
 		t.Fatal(err)
 	}

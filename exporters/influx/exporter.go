@@ -228,6 +228,13 @@ func writePath(o Options) (string, string, error) {
 	return "", "", errors.New("no database (the 1.x API) or bucket (the 2.x API)")
 }
 
+// CheckURL reports what is wrong with an endpoint's base URL, as New would. The error
+// never shows a password put in the URL.
+func CheckURL(raw string) error {
+	_, err := parseBase(raw)
+	return err
+}
+
 // parseBase checks an endpoint's base URL. Credentials in it are refused rather than
 // used: a URL ends up in logs and errors, and they have their own options.
 func parseBase(raw string) (*url.URL, error) {
