@@ -418,12 +418,16 @@ func (e *Exporter) runSession(ctx, dctx context.Context) error {
 	// One encoder per producer: an Encoder keeps scratch space and is not shared.
 	live := &feed.Producer{Log: e.log, Encode: e.encoder()}
 	go live.Run(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
-	var backlogCh chan *feed.Chunk
+	var (
+		backlogCh chan *feed.Chunk
+		backIt    *spool.Iterator
+	)
 	if start.Less(liveStart) {
 		backlogCh = make(chan *feed.Chunk, 1)
 		stop := liveStart
 		back := &feed.Producer{Log: e.log, Encode: e.encoder(), Rate: e.o.ReplayRate}
-		go back.Run(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
+		backIt = e.cursor.Iterator(start)
+		go back.Run(sctx, backIt, &stop, backlogCh, free)
 	}
 
 	var (
@@ -432,10 +436,27 @@ func (e *Exporter) runSession(ctx, dctx context.Context) error {
 		carryB       *feed.Chunk
 		ackedBacklog = start
 		ackedLive    = liveStart
+		backlogRead  bool // the backlog reader reached liveStart
 		done         = ctx.Done()
 		timer        = time.NewTimer(time.Hour)
 	)
 	defer timer.Stop()
+	// commit saves the cursor: a contiguous prefix, so the backlog's delivered part until
+	// the backlog reaches where live began, the live part after that. Records the backlog
+	// reader skipped (expired, corrupt: charged to the cursor) count as passed once it
+	// has read up to liveStart and everything it handed over is delivered.
+	commit := func() {
+		if backlogRead && !bb.open && carryB == nil {
+			ackedBacklog = liveStart
+		}
+		p := ackedBacklog
+		if !ackedBacklog.Less(liveStart) {
+			p = ackedLive
+		}
+		if err := e.cursor.Commit(p); err != nil {
+			e.log.Error("saving the spool cursor", "err", err)
+		}
+	}
 	add := func(b *batch, c *feed.Chunk) (carry *feed.Chunk) {
 		if b.open && len(b.lines)+len(c.Data) > e.o.BatchBytes {
 			b.full = true
@@ -479,21 +500,13 @@ func (e *Exporter) runSession(ctx, dctx context.Context) error {
 			} else {
 				ackedLive = b.end
 			}
-			// The cursor covers a contiguous prefix: the backlog's delivered part until
-			// the backlog reaches where live began, the live part after that.
-			commit := ackedBacklog
-			if !ackedBacklog.Less(liveStart) {
-				commit = ackedLive
-			}
-			if err := e.cursor.Commit(commit); err != nil {
-				e.log.Error("saving the spool cursor", "err", err)
-			}
 			b.reset()
 			if b.backlog && carryB != nil {
 				carryB = add(bb, carryB)
 			} else if !b.backlog && carryL != nil {
 				carryL = add(lb, carryL)
 			}
+			commit()
 			continue
 		}
 		if done == nil {
@@ -528,7 +541,12 @@ func (e *Exporter) runSession(ctx, dctx context.Context) error {
 			carryL = add(lb, c)
 		case c, ok := <-backlogIn:
 			if !ok {
+				// The reader has returned (closing the channel after its last read), so
+				// its position is safe to look at: at liveStart unless it failed.
 				backlogCh = nil
+				if backlogRead = !backIt.Pos().Less(liveStart); backlogRead {
+					commit()
+				}
 				continue
 			}
 			carryB = add(bb, c)

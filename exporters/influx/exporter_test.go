@@ -304,7 +304,7 @@ func TestBatchBytes(t *testing.T) {
 	// A record of 10 samples is about 400 bytes: 25 fit; then one of 500 (20 kB) alone.
 	bs := batches(100, 10)
 	big := batches(1, 500)[0]
-	big.Time = time.Unix(1800000000, 0)
+	big.Time = time.Unix(1750000000, 0)
 	appendAll(t, sp, append(bs, big))
 	stop := run(e)
 	defer stop()

@@ -3,6 +3,8 @@ package influx
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -581,4 +583,45 @@ func TestNothingToSend(t *testing.T) {
 	}
 	appendAll(t, sp, b[1:])
 	waitFor(t, "the next tick", func() bool { return f.count() == 3 })
+}
+
+// TestBacklogEndsInDamage: a backlog whose last record is damaged (skipped, charged as
+// corrupt) still lets the cursor pass on to the live data delivered after it.
+func TestBacklogEndsInDamage(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	dir := t.TempDir()
+	sp := openSpool(t, dir)
+	newExporter(t, testOptions(sp, f.srv.URL)) // the cursor starts here
+	appendAll(t, sp, batches(5, 10))
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments %v (%v)", segs, err)
+	}
+	// The last byte of the last segment is in the payload of its last record.
+	last := segs[len(segs)-1]
+	b, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(last, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sp = openSpool(t, dir)
+	e := newExporter(t, testOptions(sp, f.srv.URL))
+	stop := run(e)
+	defer stop()
+	waitFor(t, "the backlog's 4 good records", func() bool { return f.count() == 40 })
+	live := batches(1, 10)[0]
+	live.Time = time.Unix(1750000000, 0) // in the past: a live tick waits for its time
+	appendAll(t, sp, []*metric.Batch{live})
+	waitFor(t, "the live tick", func() bool { return f.count() == 50 })
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	if d := e.cursor.Drops(); d.Corrupt != 10 {
+		t.Errorf("corrupt %d, want the 10 datapoints of the damaged record", d.Corrupt)
+	}
 }
