@@ -18,8 +18,8 @@ import (
 type Chunk struct {
 	// Data is the record in the exporter's wire format.
 	Data []byte
-	// End is the position to commit once Data is delivered.
-	End spool.Position
+	// Start is the record's position, End the position to commit once Data is delivered.
+	Start, End spool.Position
 	// Count is the number of datapoints in Data.
 	Count uint64
 	// Time is the record's tick time.
@@ -65,7 +65,7 @@ func (p *Producer) Run(ctx context.Context, it *spool.Iterator, stop *spool.Posi
 		case buf = <-free:
 		default:
 		}
-		c := &Chunk{End: rec.End, Time: rec.Batch.Time, Backlog: stop != nil}
+		c := &Chunk{Start: rec.Pos, End: rec.End, Time: rec.Batch.Time, Backlog: stop != nil}
 		c.Data, c.Count = p.Encode(buf[:0], &rec.Batch)
 		if stop != nil && p.Rate > 0 {
 			now := time.Now()

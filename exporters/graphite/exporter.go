@@ -80,6 +80,18 @@ type Exporter struct {
 
 	sent, acked, replayed, nonFinite, reconnects atomic.Uint64
 	active                                       atomic.Int64
+
+	// confirmed remembers, oldest first, where the data confirmed within the last
+	// ReplayWindow of wall-clock time began: the replay after a failure goes back to the
+	// earliest of them. Tick times cannot stand in for this: a backlog of old ticks can
+	// be confirmed a moment before the peer dies with it in its cache.
+	confirmed []confirmation
+}
+
+// confirmation is one quiet point: when it came and where the data it confirmed began.
+type confirmation struct {
+	at    time.Time
+	start spool.Position
 }
 
 // endpoint is one address of the ordered list, with its failure state.
@@ -186,10 +198,8 @@ func (e *Exporter) connect(ctx context.Context) (net.Conn, net.Conn, int, error)
 			}
 			conn, raw, err := e.dial(ctx, ep)
 			if err == nil {
-				if ep.failing {
-					e.log.Info("endpoint recovered", "endpoint", ep.addr)
-				}
-				ep.failures, ep.failing = 0, false
+				// Its failures are forgotten once it has taken data (in session): a
+				// peer that accepts and then does not read keeps backing off.
 				return conn, raw, i, nil
 			}
 			if ctx.Err() != nil {
@@ -299,7 +309,8 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 	}
 	// Record the window before anything is written: the largest window seen is the
 	// reference a quiet point is measured against.
-	if _, _, err := probe.quiet(); err != nil {
+	_, _, edge, err := probe.quiet()
+	if err != nil {
 		return err
 	}
 	// Graphite never writes back: a read that returns means the peer closed or reset.
@@ -328,11 +339,14 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 	var (
 		inflight      []*feed.Chunk
 		inflightBytes int
-		since         time.Time // when the oldest unconfirmed write was made
-		ackedBacklog  = start
-		ackedLive     = liveStart
-		pending       *feed.Chunk // a live chunk waiting for its splay
-		splay         = stoppedTimer()
+		// progress is when the peer last took bytes in (its window's edge moved), or
+		// when the oldest unconfirmed write was made if later: a peer that takes
+		// nothing for AckTimeout is failing, however slowly a live one reads.
+		progress     time.Time
+		ackedBacklog = start
+		ackedLive    = liveStart
+		pending      *feed.Chunk // a live chunk waiting for its splay
+		splay        = stoppedTimer()
 		// poll runs only while data is in flight: an idle agent does not wake up.
 		poll = stoppedTimer()
 		// last is the last line written, sent once more to nudge a stale window (see
@@ -345,7 +359,13 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 		drainUntil <-chan time.Time
 	)
 	if idx > 0 {
-		go e.watchPreferred(sctx, idx, preferred)
+		// Not before the preferred endpoints' own backoff is over: one that accepts
+		// connections and then fails must not win the traffic back every time.
+		wait := e.o.BackoffMin
+		for _, ep := range e.endpoints[:idx] {
+			wait = max(wait, min(time.Until(ep.nextTry), e.o.BackoffMax))
+		}
+		go e.watchPreferred(sctx, idx, wait, preferred)
 	}
 
 	write := func(c *feed.Chunk) error {
@@ -360,7 +380,7 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 			e.replayed.Add(c.Count)
 		}
 		if len(inflight) == 0 {
-			since = time.Now()
+			progress = time.Now()
 			poll.Reset(pollEvery)
 		}
 		inflight = append(inflight, c)
@@ -436,13 +456,16 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				return err
 			}
 		case <-poll.C:
-			q, drained, err := probe.quiet()
+			q, drained, now, err := probe.quiet()
 			if err != nil {
 				return fmt.Errorf("reading TCP state: %w", err)
 			}
+			if now != edge {
+				edge, progress = now, time.Now()
+			}
 			if !q {
-				if time.Since(since) > e.o.AckTimeout {
-					return fmt.Errorf("%d bytes not acknowledged and read by the peer within %s", inflightBytes, e.o.AckTimeout)
+				if time.Since(progress) > e.o.AckTimeout {
+					return fmt.Errorf("%d bytes in flight, and the peer has read none for %s", inflightBytes, e.o.AckTimeout)
 				}
 				// The peer's kernel has everything but the window we last saw is still
 				// short. It may be stale: Linux sends no window update after its
@@ -462,7 +485,11 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				poll.Reset(pollEvery)
 				continue
 			}
+			first := inflight[0].Start
 			for _, c := range inflight {
+				if c.Start.Less(first) {
+					first = c.Start
+				}
 				if c.Backlog {
 					ackedBacklog = c.End
 				} else {
@@ -471,6 +498,11 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				e.acked.Add(c.Count)
 			}
 			inflight, inflightBytes = inflight[:0], 0
+			e.remember(first)
+			if ep := e.endpoints[idx]; ep.failures > 0 {
+				e.log.Info("endpoint recovered", "endpoint", ep.addr)
+				ep.failures, ep.failing = 0, false
+			}
 			// The cursor covers a contiguous prefix: the backlog's confirmed part until
 			// the backlog reaches where live began, the live part after that.
 			commit := ackedBacklog
@@ -514,32 +546,49 @@ func inflightCount(cs []*feed.Chunk) uint64 {
 	return n
 }
 
-// startPositions returns where the backlog starts (the cursor, rewound by the replay
-// window) and where live data starts (the spool's end now).
+// remember notes a quiet point that confirmed data from start on, and forgets those
+// older than the replay window.
+func (e *Exporter) remember(start spool.Position) {
+	now := time.Now()
+	e.confirmed = append(e.confirmed, confirmation{at: now, start: start})
+	i := 0
+	for i < len(e.confirmed) && now.Sub(e.confirmed[i].at) > e.o.ReplayWindow {
+		i++
+	}
+	e.confirmed = append(e.confirmed[:0], e.confirmed[i:]...)
+}
+
+// startPositions returns where the backlog starts and where live data starts (the
+// spool's end now). The backlog starts at the cursor, rewound to the earliest data
+// confirmed within the replay window, and, for what a previous run confirmed, to the
+// ticks of the replay window before the oldest unconfirmed one.
 func (e *Exporter) startPositions() (start, live spool.Position) {
 	live = e.o.Spool.End()
-	cur := e.cursor.Position()
+	start = e.cursor.Position()
 	_, oldest := e.cursor.Backlog()
 	if oldest.IsZero() {
 		oldest = time.Now()
 	}
-	start = e.o.Spool.PositionAt(oldest.Add(-e.o.ReplayWindow))
-	if cur.Less(start) {
-		start = cur
+	if p := e.o.Spool.PositionAt(oldest.Add(-e.o.ReplayWindow)); p.Less(start) {
+		start = p
+	}
+	for _, c := range e.confirmed {
+		if time.Since(c.at) <= e.o.ReplayWindow && c.start.Less(start) {
+			start = c.start
+		}
 	}
 	return start, live
 }
 
-// watchPreferred tries the endpoints before idx on a backoff schedule and signals once one
-// of them accepts a TCP connection. It touches no endpoint state: the session does that
-// when the signal arrives.
-func (e *Exporter) watchPreferred(ctx context.Context, idx int, found chan<- struct{}) {
+// watchPreferred tries the endpoints before idx, first after delay and then on a backoff
+// schedule, and signals once one of them accepts a TCP connection. It touches no endpoint
+// state: the session does that when the signal arrives.
+func (e *Exporter) watchPreferred(ctx context.Context, idx int, delay time.Duration, found chan<- struct{}) {
 	addrs := make([]string, idx)
 	for i, ep := range e.endpoints[:idx] {
 		addrs[i] = ep.addr
 	}
 	d := net.Dialer{Timeout: e.o.DialTimeout}
-	delay := e.o.BackoffMin
 	for {
 		t := time.NewTimer(delay)
 		select {

@@ -49,8 +49,11 @@ func newDeliveryProbe(c net.Conn) (*deliveryProbe, error) {
 }
 
 // quiet reports whether everything written so far has been acknowledged and read, and
-// whether the peer's kernel at least has all of it (the send queue is empty).
-func (p *deliveryProbe) quiet() (quiet, drained bool, err error) {
+// whether the peer's kernel at least has all of it (the send queue is empty). edge is the
+// right edge of the peer's window, in bytes acknowledged plus the window: it moves only
+// when the peer takes bytes in and makes room for more, so a peer whose edge stands still
+// is not reading.
+func (p *deliveryProbe) quiet() (quiet, drained bool, edge uint64, err error) {
 	var outq int
 	var info *unix.TCPInfo
 	cerr := p.raw.Control(func(fd uintptr) {
@@ -62,13 +65,13 @@ func (p *deliveryProbe) quiet() (quiet, drained bool, err error) {
 		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	})
 	if cerr != nil {
-		return false, false, cerr
+		return false, false, 0, cerr
 	}
 	if err != nil {
-		return false, false, err
+		return false, false, 0, err
 	}
 	if info.Snd_wnd > p.maxWnd {
 		p.maxWnd = info.Snd_wnd
 	}
-	return outq == 0 && info.Snd_wnd >= p.maxWnd, outq == 0, nil
+	return outq == 0 && info.Snd_wnd >= p.maxWnd, outq == 0, info.Bytes_acked + uint64(info.Snd_wnd), nil
 }

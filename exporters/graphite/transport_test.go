@@ -269,30 +269,76 @@ func (s *lineSink) has(series string, ts time.Time) bool {
 	return ok
 }
 
-// TestReplayWindow: after a connection fails, the records of the last replay window are
-// sent again even though they were confirmed (a carbon that dies loses its cache), and
-// nothing older.
+// TestReplayWindow: after a connection fails, what was confirmed within the last replay
+// window of wall-clock time is sent again (a carbon that dies loses its cache), whatever
+// its tick times, and nothing confirmed earlier.
 func TestReplayWindow(t *testing.T) {
 	const k = 50
 	sink := newLineSink(t, true)
 	e, sp := testExporter(t, sink.l.Addr().String())
-	e.o.ReplayWindow = 500 * time.Second
-	// Ten ticks 100 s apart ending 50 s ago: with the window measured from the reconnect,
-	// the last five are inside it for as long as the reconnect takes under 50 s.
+	e.o.ReplayWindow = 3 * time.Second
+	// Ticks of two days ago: by tick time, none is inside the window.
+	ticks := batches(10, k)
+	for i, b := range ticks {
+		b.Time = time.Now().Add(-48*time.Hour + time.Duration(i)*10*time.Second).Truncate(time.Second)
+	}
+	stop := run(e)
+	defer stop()
+	appendAll(t, sp, ticks[:5])
+	waitFor(t, "the first five confirmed", func() bool { return e.acked.Load() == 5*k })
+	// Out of the window before the next five come.
+	time.Sleep(e.o.ReplayWindow + 500*time.Millisecond)
+	appendAll(t, sp, ticks[5:])
+	waitFor(t, "the next five confirmed", func() bool { return e.acked.Load() == 10*k })
+	replayed := e.replayed.Load()
+
+	sink.kick()
+	waitFor(t, "the window replayed", func() bool { return e.acked.Load() == 15*k })
+	if got := e.replayed.Load() - replayed; got != 5*k {
+		t.Errorf("replayed %d datapoints after the reconnect, want %d", got, 5*k)
+	}
+	checkRepeats(t, sink, ticks, 5, k)
+}
+
+// TestReplayWindowAfterRestart: a new exporter on a spool whose data a previous run
+// confirmed replays the ticks of the last replay window before the oldest unconfirmed
+// one (or now): it cannot know when the previous run confirmed them.
+func TestReplayWindowAfterRestart(t *testing.T) {
+	const k = 50
+	sink := newLineSink(t, true)
+	dir := t.TempDir()
+	sp := openSpool(t, dir)
+	first := exporterOn(t, sp, sink.l.Addr().String())
+	// Ten ticks 100 s apart ending 50 s ago: with a window of 500 s measured from the
+	// restart, the last five are inside it for as long as the restart takes under 50 s.
 	now := time.Now()
 	ticks := batches(10, k)
 	for i, b := range ticks {
 		b.Time = now.Add(time.Duration(i-9)*100*time.Second - 50*time.Second).Truncate(time.Second)
 	}
 	appendAll(t, sp, ticks)
-	stop := run(e)
-	defer stop()
-	waitFor(t, "everything confirmed", func() bool { return e.cursor.Position() == sp.End() && sink.count() == 10*k })
-	replayed := e.replayed.Load()
+	stop := run(first)
+	waitFor(t, "everything confirmed", func() bool { return first.acked.Load() == 10*k })
+	stop()
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
 
-	sink.kick()
-	waitFor(t, "the window replayed", func() bool { return e.replayed.Load()-replayed == 5*k })
-	waitFor(t, "the replay confirmed", func() bool { return e.acked.Load() == 15*k })
+	e := exporterOn(t, openSpool(t, dir), sink.l.Addr().String())
+	e.o.ReplayWindow = 500 * time.Second
+	stop = run(e)
+	defer stop()
+	waitFor(t, "the window replayed", func() bool { return e.acked.Load() == 5*k })
+	if got := e.replayed.Load(); got != 5*k {
+		t.Errorf("replayed %d datapoints after the restart, want %d", got, 5*k)
+	}
+	checkRepeats(t, sink, ticks, 5, k)
+}
+
+// checkRepeats checks that the sink got every series of ticks[from:] twice and those of
+// the earlier ticks once, but for a nudge (the last line written, once more).
+func checkRepeats(t *testing.T, sink *lineSink, ticks []*metric.Batch, from, k int) {
+	t.Helper()
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	for i, b := range ticks {
@@ -302,9 +348,8 @@ func TestReplayWindow(t *testing.T) {
 				twice++
 			}
 		}
-		// Outside the window only a nudge (the last line written, once more) may repeat.
-		if inside := i >= 5; inside && twice != k || !inside && twice > 1 {
-			t.Errorf("tick %d (%s ago): %d of %d series received again", i, now.Sub(b.Time).Round(time.Second), twice, k)
+		if inside := i >= from; inside && twice != k || !inside && twice > 1 {
+			t.Errorf("tick %d (%s): %d of %d series received again", i, b.Time.Format(time.DateTime), twice, k)
 		}
 	}
 }
