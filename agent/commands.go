@@ -174,11 +174,12 @@ type spoolReport struct{ s *spool.Spool }
 
 var spoolLabels = []metric.Label{{Key: "component", Value: "spool"}}
 
-// Report adds picket.spool.bytes and picket.spool.segments.
+// Report adds picket.spool.bytes, .segments and .corrupt_bytes.
 func (r spoolReport) Report(s *metric.Sink) {
 	st := r.s.Stats()
 	s.Gauge("bytes", float64(st.Bytes), spoolLabels...)
 	s.Gauge("segments", float64(st.Segments), spoolLabels...)
+	s.Counter("corrupt_bytes", float64(st.CorruptBytes), spoolLabels...)
 }
 
 // OnceCmd is `picket once`.

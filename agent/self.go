@@ -73,6 +73,7 @@ var selfSeries = []collectors.Series{
 	{Path: "picket.<exporter>.endpoint", Kind: metric.Gauge, Help: "index of the endpoint in use in the configured list (0 the primary), -1 when none"},
 	{Path: "picket.spool.bytes", Kind: metric.Gauge, Unit: "bytes", Help: "size of the spool on disk"},
 	{Path: "picket.spool.segments", Kind: metric.Gauge, Help: "segment files in the spool"},
+	{Path: "picket.spool.corrupt_bytes", Kind: metric.Counter, Unit: "bytes", Help: "spool bytes found unreadable since picket started (a damaged record header: its datapoints cannot be counted, so the bytes are)"},
 	{Path: "picket.process.rss_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "resident memory of picket"},
 	{Path: "picket.process.cpu_seconds", Kind: metric.Counter, Unit: "seconds", Help: "CPU time picket used, user and system"},
 	{Path: "picket.process.open_fds", Kind: metric.Gauge, Help: "file descriptors picket holds"},
