@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -329,11 +330,15 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 	prod := &feed.Producer{Log: e.log, Encode: e.encode, Rate: e.o.ReplayRate}
 	liveCh := make(chan *feed.Chunk, 1)
 	go prod.Run(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
-	var backlogCh chan *feed.Chunk
+	var (
+		backlogCh chan *feed.Chunk
+		backIt    *spool.Iterator
+	)
 	if start.Less(liveStart) {
 		backlogCh = make(chan *feed.Chunk, 1)
 		stop := liveStart
-		go prod.Run(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
+		backIt = e.cursor.Iterator(start)
+		go prod.Run(sctx, backIt, &stop, backlogCh, free)
 	}
 
 	var (
@@ -345,8 +350,12 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 		progress     time.Time
 		ackedBacklog = start
 		ackedLive    = liveStart
-		pending      *feed.Chunk // a live chunk waiting for its splay
-		splay        = stoppedTimer()
+		// backlogRead says the backlog reader reached liveStart: records it skipped at
+		// the end (expired, corrupt: charged to the cursor) must not hold the cursor
+		// back once all it handed over is confirmed.
+		backlogRead bool
+		pending     *feed.Chunk // a live chunk waiting for its splay
+		splay       = stoppedTimer()
 		// poll runs only while data is in flight: an idle agent does not wake up.
 		poll = stoppedTimer()
 		// last is the last line written, sent once more to nudge a stale window (see
@@ -449,7 +458,13 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 			pending = nil
 		case c, ok := <-backlogIn:
 			if !ok {
+				// The reader has returned, so its position is safe to look at: at
+				// liveStart unless it failed.
 				backlogCh = nil
+				backlogRead = !backIt.Pos().Less(liveStart)
+				if backlogRead && !slices.ContainsFunc(inflight, func(c *feed.Chunk) bool { return c.Backlog }) {
+					e.commit(liveStart, ackedLive, liveStart)
+				}
 				continue
 			}
 			if err := write(c); err != nil {
@@ -503,15 +518,10 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				e.log.Info("endpoint recovered", "endpoint", ep.addr)
 				ep.failures, ep.failing = 0, false
 			}
-			// The cursor covers a contiguous prefix: the backlog's confirmed part until
-			// the backlog reaches where live began, the live part after that.
-			commit := ackedBacklog
-			if !ackedBacklog.Less(liveStart) {
-				commit = ackedLive
+			if backlogRead {
+				ackedBacklog = liveStart
 			}
-			if err := e.cursor.Commit(commit); err != nil {
-				e.log.Error("saving the spool cursor", "err", err)
-			}
+			e.commit(ackedBacklog, ackedLive, liveStart)
 			if done == nil {
 				return errShutdown
 			}
@@ -519,6 +529,18 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				return errPreferred
 			}
 		}
+	}
+}
+
+// commit saves the cursor. It covers a contiguous prefix: the backlog's confirmed part
+// until the backlog reaches where live began, the live part after that.
+func (e *Exporter) commit(ackedBacklog, ackedLive, liveStart spool.Position) {
+	p := ackedBacklog
+	if !ackedBacklog.Less(liveStart) {
+		p = ackedLive
+	}
+	if err := e.cursor.Commit(p); err != nil {
+		e.log.Error("saving the spool cursor", "err", err)
 	}
 }
 

@@ -2,6 +2,8 @@ package graphite
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -161,3 +163,43 @@ func TestReport(t *testing.T) {
 }
 
 func zero() float64 { return 0 }
+
+// TestBacklogEndsInDamage: a backlog whose last record is damaged (skipped, charged as
+// corrupt) still lets the cursor pass on to the live data delivered after it.
+func TestBacklogEndsInDamage(t *testing.T) {
+	sink := newLineSink(t, true)
+	dir := t.TempDir()
+	sp := openSpool(t, dir)
+	exporterOn(t, sp, sink.l.Addr().String()) // the cursor starts here
+	appendAll(t, sp, batches(5, 10))
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments %v (%v)", segs, err)
+	}
+	// The last byte of the last segment is in the payload of its last record.
+	last := segs[len(segs)-1]
+	b, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(last, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sp = openSpool(t, dir)
+	e := exporterOn(t, sp, sink.l.Addr().String())
+	stop := run(e)
+	defer stop()
+	waitFor(t, "the backlog's 4 good records", func() bool { return sink.count() == 40 })
+	live := batches(1, 10)[0]
+	live.Time = time.Now().Truncate(time.Second)
+	appendAll(t, sp, []*metric.Batch{live})
+	waitFor(t, "the live tick", func() bool { return sink.count() == 50 })
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	if d := e.cursor.Drops(); d.Corrupt != 10 {
+		t.Errorf("corrupt %d, want the damaged record's 10", d.Corrupt)
+	}
+}
