@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -330,15 +329,11 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 	prod := &feed.Producer{Log: e.log, Encode: e.encode, Rate: e.o.ReplayRate}
 	liveCh := make(chan *feed.Chunk, 1)
 	go prod.Run(sctx, e.cursor.Iterator(liveStart), nil, liveCh, free)
-	var (
-		backlogCh chan *feed.Chunk
-		backIt    *spool.Iterator
-	)
+	var backlogCh chan *feed.Chunk
 	if start.Less(liveStart) {
 		backlogCh = make(chan *feed.Chunk, 1)
 		stop := liveStart
-		backIt = e.cursor.Iterator(start)
-		go prod.Run(sctx, backIt, &stop, backlogCh, free)
+		go prod.Run(sctx, e.cursor.Iterator(start), &stop, backlogCh, free)
 	}
 
 	var (
@@ -350,12 +345,8 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 		progress     time.Time
 		ackedBacklog = start
 		ackedLive    = liveStart
-		// backlogRead says the backlog reader reached liveStart: records it skipped at
-		// the end (expired, corrupt: charged to the cursor) must not hold the cursor
-		// back once all it handed over is confirmed.
-		backlogRead bool
-		pending     *feed.Chunk // a live chunk waiting for its splay
-		splay       = stoppedTimer()
+		pending      *feed.Chunk // a live chunk waiting for its splay
+		splay        = stoppedTimer()
 		// poll runs only while data is in flight: an idle agent does not wake up.
 		poll = stoppedTimer()
 		// last is the last line written, sent once more to nudge a stale window (see
@@ -458,13 +449,7 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 			pending = nil
 		case c, ok := <-backlogIn:
 			if !ok {
-				// The reader has returned, so its position is safe to look at: at
-				// liveStart unless it failed.
 				backlogCh = nil
-				backlogRead = !backIt.Pos().Less(liveStart)
-				if backlogRead && !slices.ContainsFunc(inflight, func(c *feed.Chunk) bool { return c.Backlog }) {
-					e.commit(liveStart, ackedLive, liveStart)
-				}
 				continue
 			}
 			if err := write(c); err != nil {
@@ -518,10 +503,15 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				e.log.Info("endpoint recovered", "endpoint", ep.addr)
 				ep.failures, ep.failing = 0, false
 			}
-			if backlogRead {
-				ackedBacklog = liveStart
+			// The cursor covers a contiguous prefix: the backlog's confirmed part until
+			// the backlog reaches where live began, the live part after that.
+			commit := ackedBacklog
+			if !ackedBacklog.Less(liveStart) {
+				commit = ackedLive
 			}
-			e.commit(ackedBacklog, ackedLive, liveStart)
+			if err := e.cursor.Commit(commit); err != nil {
+				e.log.Error("saving the spool cursor", "err", err)
+			}
 			if done == nil {
 				return errShutdown
 			}
@@ -529,18 +519,6 @@ func (e *Exporter) session(ctx context.Context, conn, raw net.Conn, idx int) err
 				return errPreferred
 			}
 		}
-	}
-}
-
-// commit saves the cursor. It covers a contiguous prefix: the backlog's confirmed part
-// until the backlog reaches where live began, the live part after that.
-func (e *Exporter) commit(ackedBacklog, ackedLive, liveStart spool.Position) {
-	p := ackedBacklog
-	if !ackedBacklog.Less(liveStart) {
-		p = ackedLive
-	}
-	if err := e.cursor.Commit(p); err != nil {
-		e.log.Error("saving the spool cursor", "err", err)
 	}
 }
 
