@@ -682,7 +682,8 @@ func (f *failure) Error() string {
 //
 // A line is dropped only once the endpoint is shown to accept this request with other
 // points in it, or a line it accepted lately (the canary): a 4xx about the request
-// itself (a proxy's, a server's that names no point) must not cost every point.
+// itself (a proxy's, a server's that names no point) must not cost every point. A line
+// refused before that proof is sent alone once more, and dropped only if refused again.
 func (e *Exporter) write(ctx context.Context, ep *endpoint, lines []byte, backlog bool) (uint64, *failure) {
 	a := e.post(ctx, ep, lines, backlog)
 	switch {
@@ -691,7 +692,7 @@ func (e *Exporter) write(ctx context.Context, ep *endpoint, lines []byte, backlo
 	case !a.refused:
 		return a.dropped, nil
 	}
-	proven := false
+	s := &search{ep: ep, backlog: backlog}
 	if len(e.canary) > 0 {
 		canary := append([]byte(nil), e.canary...)
 		c := e.post(ctx, ep, canary, backlog)
@@ -701,60 +702,88 @@ func (e *Exporter) write(ctx context.Context, ep *endpoint, lines []byte, backlo
 		if c.refused {
 			return 0, a.refusedAll()
 		}
-		proven = true
+		s.proven = true
 	}
 	// Until something is accepted, a run of refusals bounds the search: a request
 	// refused whatever it holds would otherwise cost two requests per line.
-	budget := 2*bitsLen(countLines(lines)) + 8
-	rejected, msg, f := e.bisect(ctx, ep, lines, backlog, a, &proven, &budget)
-	switch {
-	case f != nil:
+	s.budget = 2*bitsLen(countLines(lines)) + 8
+	if f := e.bisect(ctx, s, lines, a); f != nil {
 		return 0, f
-	case !proven:
+	}
+	if !s.proven {
 		return 0, a.refusedAll()
 	}
-	if rejected > 0 {
-		e.logRejected(rejected, ep.url, msg)
+	// A line refused before anything was accepted may have been refused for what ailed
+	// the request then (a server fixed during the search): it must be refused alone again.
+	for _, l := range s.unsure {
+		h := e.post(ctx, ep, l, backlog)
+		switch {
+		case h.fail != nil:
+			return 0, h.fail
+		case h.refused:
+			s.rejected, s.msg = s.rejected+1, h.msg
+		default:
+			s.rejected += h.dropped
+		}
 	}
-	return rejected, nil
+	if s.rejected > 0 {
+		e.logRejected(s.rejected, ep.url, s.msg)
+	}
+	return s.rejected, nil
+}
+
+// search is the state of one bisection.
+type search struct {
+	ep      *endpoint
+	backlog bool
+	// proven is set once the endpoint accepts any part: then a refusal is the points'
+	// fault, not the request's. Until then each refusal costs one of budget.
+	proven bool
+	budget int
+	// unsure holds the single lines refused before anything was accepted.
+	unsure   [][]byte
+	rejected uint64
+	msg      string // of the last refusal counted
 }
 
 // bisect finds, by halves, the lines of a refused request (answered a) that the endpoint
-// refuses, and returns how many there are and the message of the last refusal. proven
-// is set once the endpoint accepts any part; until then each refusal costs one of budget.
-func (e *Exporter) bisect(ctx context.Context, ep *endpoint, lines []byte, backlog bool, a answer, proven *bool, budget *int) (uint64, string, *failure) {
+// refuses, counting them in s.
+func (e *Exporter) bisect(ctx context.Context, s *search, lines []byte, a answer) *failure {
 	n := countLines(lines)
 	if n <= 1 {
-		return uint64(n), a.msg, nil
+		switch {
+		case n == 0:
+		case s.proven:
+			s.rejected, s.msg = s.rejected+1, a.msg
+		default:
+			s.unsure = append(s.unsure, lines)
+		}
+		return nil
 	}
 	mid := 0
 	for range n / 2 {
 		mid += bytes.IndexByte(lines[mid:], '\n') + 1
 	}
-	var rejected uint64
-	msg := a.msg
 	for _, half := range [][]byte{lines[:mid], lines[mid:]} {
-		h := e.post(ctx, ep, half, backlog)
+		h := e.post(ctx, s.ep, half, s.backlog)
 		switch {
 		case h.fail != nil:
-			return 0, "", h.fail
+			return h.fail
 		case !h.refused:
-			rejected += h.dropped
-			*proven = true
+			s.rejected += h.dropped
+			s.proven = true
 			continue
 		}
-		if !*proven {
-			if *budget--; *budget <= 0 {
-				return 0, "", h.refusedAll()
+		if !s.proven {
+			if s.budget--; s.budget <= 0 {
+				return h.refusedAll()
 			}
 		}
-		r, m, f := e.bisect(ctx, ep, half, backlog, h, proven, budget)
-		if f != nil {
-			return 0, "", f
+		if f := e.bisect(ctx, s, half, h); f != nil {
+			return f
 		}
-		rejected, msg = rejected+r, m
 	}
-	return rejected, msg, nil
+	return nil
 }
 
 // refusedAll is the failure of a request whose every point the endpoint refuses: taken

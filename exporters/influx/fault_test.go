@@ -160,7 +160,9 @@ func TestRefusedRequestKept(t *testing.T) {
 			if acceptedBefore {
 				want = 200
 			}
+			fixed := time.Now()
 			waitFor(t, "everything", func() bool { return f.count() == want })
+			t.Logf("delivered %s after the server was fixed, %d requests in all", time.Since(fixed), len(f.reqs()))
 			waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
 			if !strings.Contains(logs.String(), "level=ERROR") {
 				t.Errorf("a refused request is not logged as an error:\n%s", logs.String())
@@ -623,5 +625,35 @@ func TestBacklogEndsInDamage(t *testing.T) {
 	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
 	if d := e.cursor.Drops(); d.Corrupt != 10 {
 		t.Errorf("corrupt %d, want the 10 datapoints of the damaged record", d.Corrupt)
+	}
+}
+
+// TestFixedDuringSearch: a server that refused whole requests and is fixed while the
+// refused lines are being searched for drops nothing: a line refused before anything was
+// accepted counts only if it is refused alone again.
+func TestFixedDuringSearch(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	var calls atomic.Int32
+	f.setRespond(func(_ http.Header, lines []string) (int, string, []string) {
+		// The whole batch, a half, a quarter, an eighth and its two single lines.
+		if calls.Add(1) <= 6 {
+			return http.StatusBadRequest, "not now", nil
+		}
+		return http.StatusNoContent, "", lines
+	})
+	sp := openSpool(t, t.TempDir())
+	o := testOptions(sp, f.srv.URL)
+	o.BatchInterval = time.Second // the 20 lines in one request
+	e := newExporter(t, o)
+	appendAll(t, sp, batches(2, 10))
+	stop := run(e)
+	defer stop()
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	if f.count() != 20 || e.rejected.Load() != 0 {
+		t.Errorf("%d points stored, %d rejected; want 20 and 0", f.count(), e.rejected.Load())
+	}
+	if r := f.reqs(); r[4].lines != 1 || r[5].lines != 1 {
+		t.Errorf("requests %+v: the search did not reach single lines before the fix", r)
 	}
 }
