@@ -73,6 +73,10 @@ func TestStartProbes(t *testing.T) {
 	if n := strings.Count(logs.String(), "collector down"); n != 1 || !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "needs CAP_BPF") {
 		t.Errorf("want one warning naming the cause, got:\n%s", logs.String())
 	}
+	// Start runs good's Run on a goroutine of its own: wait for it to begin.
+	for deadline := time.Now().Add(5 * time.Second); !good.running.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if !good.running.Load() || bad.running.Load() {
 		t.Errorf("running: good %v, bad %v", good.running.Load(), bad.running.Load())
 	}
