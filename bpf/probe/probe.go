@@ -13,6 +13,7 @@
 //	m, err := c.Map("foo_hist")                  // a map the attached programs use
 //	c.Loaded()                                   // lets go of the parsed kernel BTF
 //	stats, on, err := c.Stats()                  // run time and count per attached hook
+//	p := &Probe{Cost: c.Cost()}                  // the probe's type gets Stats, MapBytes, Attached
 //	c.Close()                                    // links, programs, maps
 //
 // Why not the generated loadFooObjects: it loads every program and creates every map of
@@ -502,6 +503,39 @@ func (c *Collection) Stats() ([]ProgramStats, bool, error) {
 func statsSysctlOn() bool {
 	b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
 	return err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("1"))
+}
+
+// Cost gives a probe's Go type the Stats, MapBytes and Attached methods of its
+// Collection by embedding (`type Probe struct{ probe.Cost; … }`, set with c.Cost()), so
+// that each probe does not wrap them again. The zero Cost stands for a probe that loaded
+// nothing into the kernel: no programs, no maps, statistics off.
+type Cost struct{ c *Collection }
+
+// Cost returns c's Cost, for a probe's type to embed.
+func (c *Collection) Cost() Cost { return Cost{c} }
+
+// Stats returns the attached programs' run time and count (see Collection.Stats).
+func (c Cost) Stats() ([]ProgramStats, bool, error) {
+	if c.c == nil {
+		return nil, false, nil
+	}
+	return c.c.Stats()
+}
+
+// MapBytes returns the kernel memory of the probe's maps (see Collection.MapBytes).
+func (c Cost) MapBytes() (map[string]uint64, error) {
+	if c.c == nil {
+		return map[string]uint64{}, nil
+	}
+	return c.c.MapBytes()
+}
+
+// Attached describes how the probe's programs are attached (tp_btf or raw_tp).
+func (c Cost) Attached() []*Attached {
+	if c.c == nil {
+		return nil
+	}
+	return c.c.Attached()
 }
 
 // MapBytes returns the kernel memory of the Collection's maps, by name, as the kernel

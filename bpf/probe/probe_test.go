@@ -119,3 +119,18 @@ func TestHookProto(t *testing.T) {
 		t.Errorf("a missing hook: %v, want ErrNoHook", err)
 	}
 }
+
+// TestZeroCost: the Cost of a probe that loaded nothing into the kernel (the OOM probe
+// reading the kernel log) has no programs, no maps and statistics off, and no error.
+func TestZeroCost(t *testing.T) {
+	var c Cost
+	if stats, on, err := c.Stats(); stats != nil || on || err != nil {
+		t.Errorf("Stats() = %v, %v, %v", stats, on, err)
+	}
+	if mem, err := c.MapBytes(); len(mem) != 0 || err != nil {
+		t.Errorf("MapBytes() = %v, %v", mem, err)
+	}
+	if a := c.Attached(); a != nil {
+		t.Errorf("Attached() = %v", a)
+	}
+}

@@ -200,6 +200,9 @@ type Snapshot struct {
 
 // Probe is the loaded and attached probe. Its methods are safe for concurrent use.
 type Probe struct {
+	// Cost is the programs' run time and count, the maps' memory, how they attached.
+	probe.Cost
+
 	coll   *probe.Collection
 	stamps Stamps
 	// why is the reason task-local storage did not load, when stamps is StampsTable.
@@ -304,7 +307,7 @@ func load(opts Options, progs programs) (_ *Probe, err error) {
 		}
 	}
 	coll.Loaded()
-	p := &Probe{coll: coll, stamps: StampsTable, mode: opts.Cgroups, free: free, bySlot: map[uint32]*slotReader{}}
+	p := &Probe{Cost: coll.Cost(), coll: coll, stamps: StampsTable, mode: opts.Cgroups, free: free, bySlot: map[uint32]*slotReader{}}
 	if progs[HookSwitch][0] == taskStorage[HookSwitch][0] {
 		p.stamps = StampsTaskStorage
 	}
@@ -498,15 +501,6 @@ func (p *Probe) Free(ids []uint64) (map[uint64]Hist, error) {
 	}
 	return out, errors.Join(errs...)
 }
-
-// Stats returns the attached programs' cost (see probe.Collection.Stats).
-func (p *Probe) Stats() ([]probe.ProgramStats, bool, error) { return p.coll.Stats() }
-
-// MapBytes returns the kernel memory of the probe's maps (see probe.Collection.MapBytes).
-func (p *Probe) MapBytes() (map[string]uint64, error) { return p.coll.MapBytes() }
-
-// Attached describes how the programs are attached (tp_btf or raw_tp).
-func (p *Probe) Attached() []*probe.Attached { return p.coll.Attached() }
 
 // Close detaches the probe and releases its kernel objects. Calling it again is harmless.
 func (p *Probe) Close() error {
