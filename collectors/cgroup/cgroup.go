@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -117,22 +116,27 @@ func NewResolver(dir string) *Resolver {
 // says they reach the root, no name cut. A complete set is the path, whatever became of
 // the cgroup since. Otherwise the cache or a search of the hierarchy (directories whose
 // inode is id) supplies the path, and for a cgroup gone by then the result is the names
-// known under "/...": "/.../b/c".
+// known under "/...": "/.../b/c". Id 0 means the id is unknown: nothing is remembered or
+// searched for it.
 func (r *Resolver) Path(id uint64, names []string, complete bool) string {
 	if complete {
 		p := join(names)
-		r.remember(id, p)
+		if id != 0 {
+			r.remember(id, p)
+		}
 		return p
 	}
-	r.mu.Lock()
-	p, ok := r.cache[id]
-	r.mu.Unlock()
-	if ok {
-		return p
-	}
-	if p, ok := r.find(id); ok {
-		r.remember(id, p)
-		return p
+	if id != 0 {
+		r.mu.Lock()
+		p, ok := r.cache[id]
+		r.mu.Unlock()
+		if ok {
+			return p
+		}
+		// Lookup remembers what it finds.
+		if p, ok := r.find(id); ok {
+			return p
+		}
 	}
 	if len(names) == 0 {
 		return "/..."
@@ -164,31 +168,9 @@ func join(names []string) string {
 
 // find searches the hierarchy for the directory whose inode is id.
 func (r *Resolver) find(id uint64) (string, bool) {
-	found, visited := "", 0
-	errStop := errors.New("stop")
-	_ = filepath.WalkDir(r.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			// A cgroup removed while we walk, or a control file: go on.
-			return nil
-		}
-		if visited++; visited > maxWalk {
-			return errStop
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Ino == id {
-			rel, _ := filepath.Rel(r.dir, path)
-			found = "/" + filepath.ToSlash(rel)
-			if rel == "." {
-				found = "/"
-			}
-			return errStop
-		}
-		return nil
-	})
-	return found, found != ""
+	paths, _ := r.Lookup([]uint64{id})
+	p, ok := paths[id]
+	return p, ok
 }
 
 // Exists reports whether the cgroup at path (as Path returns it) is still there.
@@ -198,6 +180,21 @@ func (r *Resolver) Exists(path string) bool {
 	}
 	_, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(path)))
 	return err == nil
+}
+
+// ID returns the id of the cgroup at path (as Path returns it) now, 0 if there is none.
+func (r *Resolver) ID(path string) uint64 {
+	if strings.HasPrefix(path, "/...") {
+		return 0
+	}
+	info, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(path)))
+	if err != nil {
+		return 0
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 var (
@@ -213,12 +210,18 @@ var (
 
 // Kubernetes returns the pod UID and container ID that a cgroup path names, "" for what
 // it does not name (a pod's own cgroup has no container; a path outside kubepods, neither).
+// A pod's cgroup counts only under kubepods: below a node whose name holds "kubepods"
+// ("kubepods", "kubepods.slice", kind's "kubelet-kubepods.slice"), or itself named so by
+// the systemd driver ("kubepods-burstable-pod<uid>.slice", enough for a path known only
+// in part: "/.../kubepods-…-pod<uid>.slice/…"); a "pod<uid>" elsewhere is someone else's.
 // The UID comes back in its usual dashed form.
 func Kubernetes(path string) (podUID, containerID string) {
 	segs := strings.Split(strings.Trim(path, "/"), "/")
+	kubepods := false
 	for i, s := range segs {
 		m := podSegment.FindStringSubmatch(s)
-		if m == nil {
+		if m == nil || !(kubepods || strings.Contains(s, "kubepods")) {
+			kubepods = kubepods || strings.Contains(s, "kubepods")
 			continue
 		}
 		podUID = strings.ReplaceAll(m[1], "_", "-")

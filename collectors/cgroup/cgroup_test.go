@@ -135,8 +135,8 @@ func TestResolver(t *testing.T) {
 	if got := r.Path(id, []string{"d", "c-cut"}, false); got != "/a/b/c/d" {
 		t.Errorf("searched: %s", got)
 	}
-	if !r.Exists("/a/b/c/d") || r.Exists("/nope") || r.Exists("/.../d") {
-		t.Error("Exists")
+	if r.ID("/a/b/c/d") != id || r.ID("/nope") != 0 || r.ID("/.../d") != 0 {
+		t.Error("ID")
 	}
 	if err := os.Remove(filepath.Join(root, "a/b/c/d")); err != nil {
 		t.Fatal(err)
@@ -152,6 +152,13 @@ func TestResolver(t *testing.T) {
 	}
 	if got := r.Path(1<<62+1, nil, false); got != "/..." {
 		t.Errorf("gone, no names: %s", got)
+	}
+	// Id 0 is "unknown" (the kernel log names cgroups without ids): never remembered.
+	if got := r.Path(0, []string{"x"}, true); got != "/x" {
+		t.Errorf("complete names, no id: %s", got)
+	}
+	if got := r.Path(0, []string{"y"}, false); got != "/.../y" {
+		t.Errorf("no id, names in part: %s (remembered the id-less path before?)", got)
 	}
 }
 
@@ -175,6 +182,8 @@ func TestKubernetes(t *testing.T) {
 		{"root", "/", "", ""},
 		{"truncated uid", "/kubepods/burstable/pod0fb1c0e1-2c32/" + cid, "", ""},
 		{"garbage container", "/kubepods/pod" + uid + "/not-a-container", uid, ""},
+		{"pod outside kubepods", "/system.slice/pod" + uid + "/" + cid, "", ""},
+		{"pod above kubepods", "/pod" + uid + "/kubepods/" + cid, "", ""},
 		{"gone, names known", "/.../kubepods-burstable-pod" + uidU + ".slice/cri-containerd-" + cid + ".scope", uid, cid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
