@@ -12,7 +12,7 @@ var All = []Factory{
 	{Name: "memory", Default: true, Help: "all of /proc/meminfo", Series: memorySeries, New: newMemory},
 	{Name: "net", Default: true, Help: "per-interface counters from /proc/net/dev", Series: netSeries, New: newNet},
 	{Name: "netstat", Default: true, Help: "protocol counters from /proc/net/snmp and /proc/net/netstat", Series: netstatSeries, New: newNetstat},
-	{Name: "oom", Default: true, Help: "OOM-killer victims, host-wide and per memory cgroup, from an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON)", Series: oomSeries, Hooks: oomHooks, New: newOOM},
+	{Name: "oom", Default: true, Help: "OOM kills, host-wide and per memory cgroup, each logged with its victim and whether a cgroup's limit or the host ran out, from an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON). Memcg or global is read off the kernel stack; without CAP_SYSLOG (kernel addresses hidden) it is guessed from a cgroup of the victim near its limit, and a global OOM under a cgroup near its own limit (Kubernetes' kubepods) then reads as memcg", Series: oomSeries, Hooks: oomHooks, New: newOOM},
 	{Name: "pressure", Default: true, Help: "pressure stall time from /proc/pressure", Series: pressureSeries, New: newPressure},
 	{Name: "processes", Default: false, Help: "processes and threads by state; off by default: it reads every /proc/<pid>/stat, the one collector whose cost grows with the host's process count", Series: processesSeries, New: newProcesses},
 	{Name: "runqlat", Default: true, Help: "run-queue latency histograms (time waiting for a CPU), host-wide and per cgroup, kept in the kernel by an eBPF probe (needs BTF and CAP_BPF+CAP_PERFMON)", Series: runqlatSeries, Hooks: runqlatHooks, New: newRunqlat},

@@ -111,11 +111,20 @@ struct page_counter {
 	unsigned long max;
 } __attribute__((preserve_access_index));
 
+/* The kernel's own count of a memory cgroup's events (memory.events.local on v2; on v1
+ * memory.oom_control's oom_kill reads the same count). The array's length is only for
+ * clang: index it with bpf_core_enum_value(enum memcg_memory_event, …), through
+ * bpf_core_field_offset, never with these placeholders. */
+enum memcg_memory_event {
+	MEMCG_OOM_KILL = 4,
+};
+
 /* memsw is memory+swap on cgroup v1 (v2 names the same union member swap: swap only). */
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
 	struct page_counter memory;
 	struct page_counter memsw;
+	atomic_long_t memory_events_local[9];
 } __attribute__((preserve_access_index));
 
 /* Since 6.2 mm->rss_stat is an array of percpu_counter; before, a struct mm_rss_stat. */
@@ -123,8 +132,12 @@ struct percpu_counter {
 	s64 count;
 } __attribute__((preserve_access_index));
 
+struct task_struct;
+
+/* owner: only with CONFIG_MEMCG; the task whose memory cgroup the mm is charged to. */
 struct mm_struct {
 	struct percpu_counter rss_stat[4];
+	struct task_struct *owner;
 } __attribute__((preserve_access_index));
 
 struct mm_rss_stat___pre62 {
@@ -167,6 +180,8 @@ struct task_struct {
 	struct sched_entity se;
 	pid_t pid;
 	pid_t tgid;
+	u64 start_time; /* ns since boot (monotonic); with tgid it names a process for good */
+	struct task_struct *group_leader;
 	char comm[16];
 	struct mm_struct *mm;
 	struct signal_struct *signal;

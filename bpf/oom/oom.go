@@ -1,13 +1,16 @@
-// Package oom reports every victim of the kernel's OOM killer, from the mark_victim
-// tracepoint, with what the kernel knew at the moment of the kill: the victim's pid,
-// command and uid, its memory use, and its memory cgroup (id, names up to 8 levels, and
-// which cgroup, if any, was at its limit).
+// Package oom reports the kills of the kernel's OOM killer: a count of them as the kernel
+// counts them, and for each killed process what the kernel knew at the moment of the kill:
+// the victim's pid, command and uid, its memory use, its memory cgroup (id, names up to 8
+// levels, and which cgroup, if any, was at its limit) and whether a cgroup's limit or the
+// host ran out of memory.
 //
-// The probe is a tp_btf program (raw_tp where tp_btf does not load) writing one record per
-// victim into a ring buffer, which Run reads as records arrive. A record that does not fit
-// is counted in the kernel (Lost). Kernels before 6.8 without the stable backport pass
-// mark_victim only a pid; Load detects that prototype in the kernel's BTF and refuses with
-// ErrOldKernel.
+// Where the mark_victim tracepoint passes the victim's task (kernels from 6.8, and the
+// stable backports: Debian's 6.1.133 and 5.10.237), an eBPF program (tp_btf, raw_tp where
+// tp_btf does not load) counts the kills in the kernel and writes one record per killed
+// process into a ring buffer, which Run reads as records arrive. A record that does not
+// fit is counted (Counts.Lost), the kill is counted all the same. Kernels before 6.8
+// without the stable backport pass mark_victim only a pid; Load detects that prototype in
+// the kernel's BTF and refuses with ErrOldKernel.
 package oom
 
 import (
@@ -31,11 +34,25 @@ const Hook = "mark_victim"
 
 // Names in the object (see oom.bpf.c), pinned by the tests.
 const (
-	progTPBTF  = "oom_mark_victim"
-	progRawTP  = "oom_victim_raw"
-	mapEvents  = "oom_events"
-	mapLost    = "oom_lost"
-	varMemcgV1 = "memcg_v1"
+	progTPBTF     = "oom_mark_victim"
+	progRawTP     = "oom_victim_raw"
+	mapEvents     = "oom_events"
+	mapCounts     = "oom_counts"
+	mapMemcgKills = "oom_memcg_kills"
+	mapProcs      = "oom_procs"
+	varMemcgV1    = "memcg_v1"
+	varMargin     = "limit_margin_pages"
+	varMemcgOOMLo = "memcg_oom_start"
+	varMemcgOOMHi = "memcg_oom_end"
+)
+
+// Values in the object: keys of oom_counts, and oom_event.constraint.
+const (
+	countKills = uint32(0) // OOM_COUNT_KILLS
+	countLost  = uint32(1) // OOM_COUNT_LOST
+
+	constraintMemcg  = 1 // OOM_MEMCG; OOM_GUESS is 0
+	constraintGlobal = 2 // OOM_GLOBAL
 )
 
 // nameLen is OOM_NAME_LEN in oom.bpf.c: a name that fills it (less its NUL) may be cut.
@@ -45,9 +62,29 @@ const nameLen = 128
 // carries no task to read the cgroup and memory from.
 var ErrOldKernel = errors.New("mark_victim passes only a pid on this kernel (before 6.8, without the backport in 6.1.133/5.10.237): OOM kills need a newer kernel")
 
+// VariantTask is the eBPF probe: mark_victim passes the victim's task.
+const VariantTask = "eBPF probe (task, uid)"
+
+// Variant returns how Load reads OOM kills on a kernel whose mark_victim takes params (as
+// probe.HookProto returns them): VariantTask, or an error wrapping ErrOldKernel or
+// probe.ErrPrototype (which spells the prototype out).
+func Variant(params []btf.FuncParam) (string, error) {
+	if len(params) >= 1 {
+		if p, ok := btf.UnderlyingType(params[0].Type).(*btf.Pointer); ok {
+			if s, ok := btf.UnderlyingType(p.Target).(*btf.Struct); ok && s.Name == "task_struct" {
+				return VariantTask, nil
+			}
+		}
+		if _, ok := btf.UnderlyingType(params[0].Type).(*btf.Int); ok && len(params) == 1 {
+			return "", ErrOldKernel
+		}
+	}
+	return "", fmt.Errorf("%s%s: %w", Hook, probe.FormatProto(params), probe.ErrPrototype)
+}
+
 // Options configure Load.
 type Options struct {
-	// SysFS is where sysfs is mounted, for the BTF check.
+	// SysFS is where sysfs is mounted: for the BTF check and the huge page size.
 	SysFS string
 	// MemcgV1 says the memory controller is on a cgroup v1 hierarchy, where the
 	// memory+swap limit (memory.memsw.limit_in_bytes) can also OOM-kill.
@@ -58,34 +95,44 @@ type Options struct {
 
 // Event is one OOM kill.
 type Event struct {
-	PID  uint32 // the thread chosen
-	TGID uint32 // its process
-	UID  uint32
-	Comm string
+	// Kills is how many kills the event stands for: 1, or more when the kernel counted
+	// kills in the cgroup whose victims were marked before (a thread of theirs already
+	// was, so the kernel did not mark them again).
+	Kills uint64
+	PID   uint32 // the thread chosen
+	TGID  uint32 // its process
+	UID   uint32
+	Comm  string
 	// CgroupID is the id of the victim's memory cgroup (the inode of its directory in the
 	// memory hierarchy), 0 when the kernel has no memory controller.
 	CgroupID uint64
-	// CgroupLevel is the depth of that cgroup: 0 for the root.
+	// CgroupLevel is the depth of that cgroup: 0 for the root, -1 when unknown.
 	CgroupLevel int
 	// Names are the names of the victim's memory cgroup and its ancestors, leaf first,
-	// the root left out: at most 8. Path() assembles them.
+	// the root left out: at most 8 from the eBPF probe. Path() assembles them.
 	Names []string
 	// NameCut reports that a name filled its 127-byte slot and may have been cut.
 	NameCut bool
+	// Memcg says a memory cgroup's limit, not the host's memory, caused the kill.
+	Memcg bool
+	// ConstraintFrom says how Memcg was told: "stack" (mem_cgroup_out_of_memory was on
+	// the kernel stack of the kill, or was not), or "usage" (the address of that function was unknown: memcg when some memory cgroup
+	// of the victim was within two huge pages of its limit, which a global OOM under
+	// such a cgroup — Kubernetes' kubepods is capped at node allocatable — reads as).
+	ConstraintFrom string
 	// LimitUp is how many levels above the victim's cgroup the memory cgroup at its limit
-	// sits (0: the victim's own), -1 when none was: a global OOM.
+	// sits (0: the victim's own), -1 when none was found.
 	LimitUp int
-	// LimitBytes is that cgroup's limit.
+	// LimitBytes is that cgroup's limit, 0 when unknown.
 	LimitBytes uint64
 	// Resident memory of the victim's process, bytes.
 	RSSAnon, RSSFile, RSSShmem uint64
 	OOMScoreAdj                int16
 }
 
-// Constraint is "memcg" when a memory cgroup at its limit explains the kill, else
-// "global".
+// Constraint is "memcg" when a memory cgroup's limit caused the kill, else "global".
 func (e *Event) Constraint() string {
-	if e.LimitUp >= 0 {
+	if e.Memcg {
 		return "memcg"
 	}
 	return "global"
@@ -96,23 +143,40 @@ func (e *Event) Complete() bool {
 	return !e.NameCut && len(e.Names) == e.CgroupLevel
 }
 
-// Probe is the loaded and attached OOM probe. Create it with Load; Run reads it.
+// Counts are a probe's totals since Load.
+type Counts struct {
+	// Kills are the OOM kills, as the kernel counts them (vmstat oom_kill): one per
+	// killed process, whatever its threads.
+	Kills uint64
+	// Lost are the records that did not reach user space (the ring buffer was full):
+	// their kills are in Kills, the details are gone.
+	Lost uint64
+}
+
+// Probe is the loaded OOM probe. Create it with Load; Run reads it.
 type Probe struct {
+	// Cost is the eBPF program's cost and maps.
+	probe.Cost
+
+	source string
 	coll   *probe.Collection
 	reader *ringbuf.Reader
-	lost   *ebpf.Map
+	counts *ebpf.Map
 	page   uint64
+	// stackErr says why the constraint is not told from the kernel stack, nil if it is.
+	stackErr error
 
-	// mu guards lost against Close: Collect reads it while Run may be closing.
+	// mu guards counts against Close: Collect reads them while Run may be closing.
 	mu       sync.RWMutex
 	closed   bool
+	final    Counts
 	closeErr error
 }
 
 // Load checks BTF, privileges and the mark_victim prototype, then loads and attaches the
 // probe. An error says why it cannot run here (wrapping probe.ErrNoBTF,
-// probe.ErrPrivilege, probe.ErrNoHook or ErrOldKernel) or what failed; nothing stays
-// loaded then.
+// probe.ErrPrivilege, probe.ErrNoHook, probe.ErrPrototype or ErrOldKernel) or what
+// failed; nothing stays loaded then.
 func Load(opts Options) (*Probe, error) {
 	return load(opts, progTPBTF, progRawTP)
 }
@@ -136,11 +200,20 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkProto(params); err != nil {
+	if _, err := Variant(params); err != nil {
 		return nil, err
 	}
-	if err := coll.Spec().Variables[varMemcgV1].Set(opts.MemcgV1); err != nil {
-		return nil, fmt.Errorf("setting %s: %w", varMemcgV1, err)
+	page := uint64(os.Getpagesize())
+	start, end, stackErr := memcgOOMRange("/proc/kallsyms")
+	for name, v := range map[string]any{
+		varMemcgV1:    opts.MemcgV1,
+		varMargin:     marginPages(opts.SysFS, page),
+		varMemcgOOMLo: start,
+		varMemcgOOMHi: end,
+	} {
+		if err := coll.Spec().Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
 	}
 	if err := coll.Attach(Hook, tpBTF, rawTP); err != nil {
 		return nil, err
@@ -149,7 +222,7 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	if err != nil {
 		return nil, err
 	}
-	lost, err := coll.Map(mapLost)
+	counts, err := coll.Map(mapCounts)
 	if err != nil {
 		return nil, err
 	}
@@ -158,25 +231,20 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading ring buffer %s: %w", mapEvents, err)
 	}
-	return &Probe{coll: coll, reader: reader, lost: lost, page: uint64(os.Getpagesize())}, nil
+	return &Probe{
+		Cost: coll.Cost(), source: coll.Attached()[0].Kind, coll: coll, reader: reader,
+		counts: counts, page: page, stackErr: stackErr,
+	}, nil
 }
 
-// checkProto accepts mark_victim(struct task_struct *, uid_t) and explains the rest.
-func checkProto(params []btf.FuncParam) error {
-	if len(params) >= 1 {
-		if p, ok := btf.UnderlyingType(params[0].Type).(*btf.Pointer); ok {
-			if s, ok := p.Target.(*btf.Struct); ok && s.Name == "task_struct" {
-				return nil
-			}
-		}
-		if _, ok := btf.UnderlyingType(params[0].Type).(*btf.Int); ok && len(params) == 1 {
-			return ErrOldKernel
-		}
-	}
-	return fmt.Errorf("%s%s: %w", Hook, probe.FormatProto(params), probe.ErrPrototype)
-}
+// Source says how the program is attached: "tp_btf" or "raw_tp".
+func (p *Probe) Source() string { return p.source }
 
-// Run reads kill records and calls handle for each, in the order the kernel wrote them,
+// StackConstraint returns nil when a kill's constraint (memcg or global) is told from the
+// kernel stack, otherwise why it is guessed from memory usage.
+func (p *Probe) StackConstraint() error { return p.stackErr }
+
+// Run reads kills and calls handle for each, in the order the kernel reported them,
 // until ctx ends; then it hands over the records still in the ring, closes the probe
 // (detaching it and releasing every kernel object) and returns nil. handle runs on Run's
 // goroutine and must not keep e. An error means reading failed; the probe is closed then
@@ -217,7 +285,7 @@ func (p *Probe) Run(ctx context.Context, handle func(e *Event)) error {
 // decode turns a kernel record into e, reusing e's slices.
 func (p *Probe) decode(r *oomOomEvent, e *Event) {
 	*e = Event{
-		PID: r.Pid, TGID: r.Tgid, UID: r.Uid,
+		Kills: r.Kills, PID: r.Pid, TGID: r.Tgid, UID: r.Uid,
 		Comm:        cString(r.Comm[:]),
 		CgroupID:    r.CgroupId,
 		CgroupLevel: int(r.CgroupLevel),
@@ -228,6 +296,14 @@ func (p *Probe) decode(r *oomOomEvent, e *Event) {
 		RSSFile:     r.RssFile * p.page,
 		RSSShmem:    r.RssShmem * p.page,
 		OOMScoreAdj: r.OomScoreAdj,
+	}
+	switch r.Constraint {
+	case constraintMemcg:
+		e.Memcg, e.ConstraintFrom = true, "stack"
+	case constraintGlobal:
+		e.ConstraintFrom = "stack"
+	default:
+		e.Memcg, e.ConstraintFrom = r.LimitUp >= 0, "usage"
 	}
 	n := min(int(r.NamesLen), len(r.Names))
 	for i := range n {
@@ -251,38 +327,43 @@ func cString(b []int8) string {
 	return string(buf)
 }
 
-// Lost returns the records the kernel could not write because the ring buffer was full,
-// since Load.
-func (p *Probe) Lost() (uint64, error) {
+// Counts returns the kills and lost records since Load. After Close it returns the
+// counts as they were when the probe closed, so a reading racing with shutdown is not a
+// failure.
+func (p *Probe) Counts() (Counts, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
-		return 0, errors.New("oom probe is closed")
+		return p.final, nil
 	}
-	var n uint64
-	if err := p.lost.Lookup(uint32(0), &n); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", mapLost, err)
-	}
-	return n, nil
+	return p.read()
 }
 
-// Stats returns the attached program's cost (see probe.Collection.Stats).
-func (p *Probe) Stats() ([]probe.ProgramStats, bool, error) { return p.coll.Stats() }
+// read reads the counts. Called with p.mu held.
+func (p *Probe) read() (Counts, error) {
+	var c Counts
+	for _, v := range []struct {
+		key uint32
+		n   *uint64
+	}{{countKills, &c.Kills}, {countLost, &c.Lost}} {
+		if err := p.counts.Lookup(v.key, v.n); err != nil {
+			return Counts{}, fmt.Errorf("reading %s: %w", mapCounts, err)
+		}
+	}
+	return c, nil
+}
 
-// MapBytes returns the kernel memory of the probe's maps (see probe.Collection.MapBytes).
-func (p *Probe) MapBytes() (map[string]uint64, error) { return p.coll.MapBytes() }
-
-// Attached describes how the program is attached (tp_btf or raw_tp).
-func (p *Probe) Attached() []*probe.Attached { return p.coll.Attached() }
-
-// Close detaches the probe and releases its kernel objects. Run calls it on return;
-// calling it again is harmless.
+// Close detaches the probe and releases its kernel objects, keeping its last counts. Run calls it on return; calling it again is harmless.
 func (p *Probe) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.closed {
-		p.closed = true
-		p.closeErr = errors.Join(p.reader.Close(), p.coll.Close())
+	if p.closed {
+		return p.closeErr
 	}
+	var errs []error
+	final, err := p.read()
+	errs = append(errs, err)
+	errs = append(errs, p.reader.Close(), p.coll.Close())
+	p.closed, p.final, p.closeErr = true, final, errors.Join(errs...)
 	return p.closeErr
 }

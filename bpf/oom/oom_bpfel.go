@@ -15,6 +15,7 @@ import (
 
 type oomOomEvent struct {
 	_           structs.HostLayout
+	Kills       uint64
 	CgroupId    uint64
 	LimitPages  uint64
 	RssAnon     uint64
@@ -27,21 +28,34 @@ type oomOomEvent struct {
 	OomScoreAdj int16
 	NamesLen    uint8
 	LimitUp     int8
+	Constraint  uint8
 	Comm        [16]int8
 	Names       [8][128]int8
-	_           [4]byte
+	_           [3]byte
+}
+
+type oomOomProc struct {
+	_         structs.HostLayout
+	StartTime uint64
+	Tgid      uint32
+	Pad       uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	oomMapOomEvents      = "oom_events"
-	oomMapOomLost        = "oom_lost"
-	oomProgOomMarkVictim = "oom_mark_victim"
-	oomProgOomVictimRaw  = "oom_victim_raw"
-	oomVarMemcgV1        = "memcg_v1"
-	oomVarUnusedOomEvent = "unused_oom_event"
+	oomMapOomCounts        = "oom_counts"
+	oomMapOomEvents        = "oom_events"
+	oomMapOomMemcgKills    = "oom_memcg_kills"
+	oomMapOomProcs         = "oom_procs"
+	oomProgOomMarkVictim   = "oom_mark_victim"
+	oomProgOomVictimRaw    = "oom_victim_raw"
+	oomVarLimitMarginPages = "limit_margin_pages"
+	oomVarMemcgOomEnd      = "memcg_oom_end"
+	oomVarMemcgOomStart    = "memcg_oom_start"
+	oomVarMemcgV1          = "memcg_v1"
+	oomVarUnusedOomEvent   = "unused_oom_event"
 )
 
 // loadOom returns the embedded CollectionSpec for oom.
@@ -94,16 +108,21 @@ type oomProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oomMapSpecs struct {
-	OomEvents *ebpf.MapSpec `ebpf:"oom_events"`
-	OomLost   *ebpf.MapSpec `ebpf:"oom_lost"`
+	OomCounts     *ebpf.MapSpec `ebpf:"oom_counts"`
+	OomEvents     *ebpf.MapSpec `ebpf:"oom_events"`
+	OomMemcgKills *ebpf.MapSpec `ebpf:"oom_memcg_kills"`
+	OomProcs      *ebpf.MapSpec `ebpf:"oom_procs"`
 }
 
 // oomVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type oomVariableSpecs struct {
-	MemcgV1        *ebpf.VariableSpec `ebpf:"memcg_v1"`
-	UnusedOomEvent *ebpf.VariableSpec `ebpf:"unused_oom_event"`
+	LimitMarginPages *ebpf.VariableSpec `ebpf:"limit_margin_pages"`
+	MemcgOomEnd      *ebpf.VariableSpec `ebpf:"memcg_oom_end"`
+	MemcgOomStart    *ebpf.VariableSpec `ebpf:"memcg_oom_start"`
+	MemcgV1          *ebpf.VariableSpec `ebpf:"memcg_v1"`
+	UnusedOomEvent   *ebpf.VariableSpec `ebpf:"unused_oom_event"`
 }
 
 // oomObjects contains all objects after they have been loaded into the kernel.
@@ -126,14 +145,18 @@ func (o *oomObjects) Close() error {
 //
 // It can be passed to loadOomObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oomMaps struct {
-	OomEvents *ebpf.Map `ebpf:"oom_events"`
-	OomLost   *ebpf.Map `ebpf:"oom_lost"`
+	OomCounts     *ebpf.Map `ebpf:"oom_counts"`
+	OomEvents     *ebpf.Map `ebpf:"oom_events"`
+	OomMemcgKills *ebpf.Map `ebpf:"oom_memcg_kills"`
+	OomProcs      *ebpf.Map `ebpf:"oom_procs"`
 }
 
 func (m *oomMaps) Close() error {
 	return _OomClose(
+		m.OomCounts,
 		m.OomEvents,
-		m.OomLost,
+		m.OomMemcgKills,
+		m.OomProcs,
 	)
 }
 
@@ -141,8 +164,11 @@ func (m *oomMaps) Close() error {
 //
 // It can be passed to loadOomObjects or ebpf.CollectionSpec.LoadAndAssign.
 type oomVariables struct {
-	MemcgV1        *ebpf.Variable `ebpf:"memcg_v1"`
-	UnusedOomEvent *ebpf.Variable `ebpf:"unused_oom_event"`
+	LimitMarginPages *ebpf.Variable `ebpf:"limit_margin_pages"`
+	MemcgOomEnd      *ebpf.Variable `ebpf:"memcg_oom_end"`
+	MemcgOomStart    *ebpf.Variable `ebpf:"memcg_oom_start"`
+	MemcgV1          *ebpf.Variable `ebpf:"memcg_v1"`
+	UnusedOomEvent   *ebpf.Variable `ebpf:"unused_oom_event"`
 }
 
 // oomPrograms contains all programs after they have been loaded into the kernel.

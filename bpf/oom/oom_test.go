@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
 	"slices"
 	"testing"
 	"unsafe"
@@ -33,7 +34,7 @@ func TestSpec(t *testing.T) {
 			continue
 		}
 		refs := probe.References(ps)
-		for _, m := range []string{mapEvents, mapLost, ".rodata"} {
+		for _, m := range []string{mapEvents, mapCounts, mapMemcgKills, mapProcs, ".rodata"} {
 			if !refs[m] {
 				t.Errorf("%s does not use map %s (uses %v)", name, m, refs)
 			}
@@ -42,11 +43,18 @@ func TestSpec(t *testing.T) {
 	if m := spec.Maps[mapEvents]; m == nil || m.Type != ebpf.RingBuf || m.MaxEntries != 64<<10 {
 		t.Errorf("%s: %+v, want a 64 KiB ring buffer", mapEvents, m)
 	}
-	if m := spec.Maps[mapLost]; m == nil || m.Type != ebpf.Array || m.MaxEntries != 1 || m.ValueSize != 8 {
-		t.Errorf("%s: %+v, want a one-entry u64 array", mapLost, m)
+	if m := spec.Maps[mapCounts]; m == nil || m.Type != ebpf.Array || m.MaxEntries != 2 || m.ValueSize != 8 {
+		t.Errorf("%s: %+v, want a two-entry u64 array", mapCounts, m)
 	}
-	if v := spec.Variables[varMemcgV1]; v == nil || !v.Constant() {
-		t.Errorf("%s: %+v, want a constant", varMemcgV1, v)
+	for _, name := range []string{mapMemcgKills, mapProcs} {
+		if m := spec.Maps[name]; m == nil || m.Type != ebpf.LRUHash || m.MaxEntries != 128 {
+			t.Errorf("%s: %+v, want an LRU hash of 128", name, m)
+		}
+	}
+	for _, name := range []string{varMemcgV1, varMargin, varMemcgOOMLo, varMemcgOOMHi} {
+		if v := spec.Variables[name]; v == nil || !v.Constant() {
+			t.Errorf("%s: %+v, want a constant", name, v)
+		}
 	}
 	var ev *btf.Struct
 	if err := spec.Types.TypeByName("oom_event", &ev); err != nil {
@@ -59,36 +67,41 @@ func TestSpec(t *testing.T) {
 
 func param(t btf.Type) btf.FuncParam { return btf.FuncParam{Type: t} }
 
-// TestCheckProto: the 6.8+ prototype loads, the old one is refused with ErrOldKernel, and
-// anything else with the prototype spelled out.
-func TestCheckProto(t *testing.T) {
+// TestVariant: the 6.8+ prototype is the eBPF probe, the old (int pid) one is refused
+// with ErrOldKernel, and anything else with the prototype spelled out. The prototypes are
+// hand-made BTF, as the kernel's would be: Debian's kernels all have the new one.
+func TestVariant(t *testing.T) {
 	task := &btf.Pointer{Target: &btf.Struct{Name: "task_struct"}}
 	uid := &btf.Typedef{Name: "uid_t", Type: &btf.Int{Name: "unsigned int", Size: 4}}
 	pid := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
 	for _, c := range []struct {
-		name   string
-		params []btf.FuncParam
-		want   error
+		name    string
+		params  []btf.FuncParam
+		variant string
+		err     error
 	}{
-		{"task uid", []btf.FuncParam{param(task), param(uid)}, nil},
-		{"pid", []btf.FuncParam{param(pid)}, ErrOldKernel},
-		{"empty", nil, probe.ErrPrototype},
-		{"garbage", []btf.FuncParam{param(uid), param(task)}, probe.ErrPrototype},
+		{"task uid", []btf.FuncParam{param(task), param(uid)}, VariantTask, nil},
+		{"typedef'd task", []btf.FuncParam{param(&btf.Typedef{Name: "t", Type: task}), param(uid)}, VariantTask, nil},
+		{"pid", []btf.FuncParam{param(pid)}, "", ErrOldKernel},
+		{"empty", nil, "", probe.ErrPrototype},
+		{"pid and more", []btf.FuncParam{param(pid), param(uid)}, "", probe.ErrPrototype},
+		{"garbage", []btf.FuncParam{param(uid), param(task)}, "", probe.ErrPrototype},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkProto(c.params)
-			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
-				t.Errorf("checkProto(%s) = %v, want %v", probe.FormatProto(c.params), err, c.want)
+			v, err := Variant(c.params)
+			if v != c.variant || !errors.Is(err, c.err) || (c.err == nil) != (err == nil) {
+				t.Errorf("Variant(%s) = %q, %v, want %q, %v", probe.FormatProto(c.params), v, err, c.variant, c.err)
 			}
 		})
 	}
 }
 
 // TestDecode: a record becomes an Event: strings cut at their NUL, pages turned to bytes,
-// cut names noticed, the path complete only when every level is named.
+// cut names noticed, the path complete only when every level is named; the constraint as
+// the stack told it, or guessed from a cgroup at its limit.
 func TestDecode(t *testing.T) {
 	var r oomOomEvent
-	r.Pid, r.Tgid, r.Uid = 42, 41, 1000
+	r.Kills, r.Pid, r.Tgid, r.Uid = 2, 42, 41, 1000
 	copy8(r.Comm[:], "stress-ng-vm")
 	r.CgroupId, r.CgroupLevel, r.NamesLen = 7, 2, 2
 	copy8(r.Names[0][:], "leaf")
@@ -99,8 +112,8 @@ func TestDecode(t *testing.T) {
 	p := &Probe{page: 4096}
 	var e Event
 	p.decode(&r, &e)
-	if e.PID != 42 || e.TGID != 41 || e.UID != 1000 || e.Comm != "stress-ng-vm" || e.CgroupID != 7 ||
-		!slices.Equal(e.Names, []string{"leaf", "parent"}) || !e.Complete() || e.Constraint() != "memcg" ||
+	if e.Kills != 2 || e.PID != 42 || e.TGID != 41 || e.UID != 1000 || e.Comm != "stress-ng-vm" || e.CgroupID != 7 ||
+		!slices.Equal(e.Names, []string{"leaf", "parent"}) || !e.Complete() || e.Constraint() != "memcg" || e.ConstraintFrom != "usage" ||
 		e.LimitBytes != 50<<20 || e.RSSAnon != 3*4096 || e.RSSFile != 2*4096 || e.RSSShmem != 4096 || e.OOMScoreAdj != -17 {
 		t.Errorf("decoded %+v", e)
 	}
@@ -114,6 +127,25 @@ func TestDecode(t *testing.T) {
 	p.decode(&r, &e)
 	if !e.NameCut || e.Complete() || e.Constraint() != "global" || len(e.Names) != 1 {
 		t.Errorf("a full-length name and a missing level: %+v", e)
+	}
+
+	for _, c := range []struct {
+		constraint uint8
+		limitUp    int8
+		memcg      bool
+		from       string
+	}{
+		{constraintMemcg, -1, true, "stack"},
+		{constraintMemcg, 0, true, "stack"},
+		{constraintGlobal, -1, false, "stack"},
+		{0, 0, true, "usage"},
+		{0, -1, false, "usage"},
+	} {
+		r.Constraint, r.LimitUp = c.constraint, c.limitUp
+		p.decode(&r, &e)
+		if e.Memcg != c.memcg || e.ConstraintFrom != c.from || e.LimitUp != int(c.limitUp) {
+			t.Errorf("constraint %d, limit_up %d: memcg %v from %q, want %v from %q", c.constraint, c.limitUp, e.Memcg, e.ConstraintFrom, c.memcg, c.from)
+		}
 	}
 }
 
@@ -150,7 +182,7 @@ func testLoad(t *testing.T, tp, raw, kind string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names := slices.Sorted(maps.Keys(mem)); !slices.Equal(names, []string{".rodata", mapEvents, mapLost}) {
+	if names := slices.Sorted(maps.Keys(mem)); !slices.Equal(names, []string{".rodata", mapCounts, mapEvents, mapMemcgKills, mapProcs}) {
 		t.Errorf("maps created: %v, want only the ones the program uses", names)
 	}
 	total := uint64(0)
@@ -159,8 +191,15 @@ func testLoad(t *testing.T, tp, raw, kind string) {
 		total += b
 	}
 	t.Logf("maps total: %d bytes", total)
-	if lost, err := p.Lost(); err != nil || lost != 0 {
-		t.Errorf("Lost() = %d, %v", lost, err)
+	if n, err := p.Counts(); err != nil || n != (Counts{}) {
+		t.Errorf("Counts() = %+v, %v", n, err)
+	}
+	if p.Source() != kind {
+		t.Errorf("Source() = %q, want %q", p.Source(), kind)
+	}
+	// Root reads kernel addresses: the constraint comes from the stack.
+	if err := p.StackConstraint(); err != nil {
+		t.Errorf("StackConstraint() = %v", err)
 	}
 	stats, on, err := p.Stats()
 	if err != nil || !on || len(stats) != 1 {
@@ -169,10 +208,23 @@ func testLoad(t *testing.T, tp, raw, kind string) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := p.Run(ctx, func(*Event) { t.Error("an event without an OOM kill") }); err != nil {
+	// Another process on the host may be OOM-killed meanwhile: only a kill of this test's
+	// own process would be a wrong event here.
+	self := uint32(os.Getpid())
+	if err := p.Run(ctx, func(e *Event) {
+		if e.TGID == self {
+			t.Errorf("an event for this test's process, which was not killed: %+v", e)
+		} else {
+			t.Logf("an OOM kill elsewhere on the host meanwhile: %+v", e)
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Lost(); err == nil {
-		t.Error("Lost works after Run returned: the probe was not closed")
+	if _, _, err := p.Stats(); err == nil {
+		t.Error("Stats works after Run returned: the probe was not closed")
+	}
+	// The counts outlive the probe: a tick racing with shutdown reads the last ones.
+	if _, err := p.Counts(); err != nil {
+		t.Errorf("Counts() after Close: %v", err)
 	}
 }

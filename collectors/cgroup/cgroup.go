@@ -173,15 +173,6 @@ func (r *Resolver) find(id uint64) (string, bool) {
 	return p, ok
 }
 
-// Exists reports whether the cgroup at path (as Path returns it) is still there.
-func (r *Resolver) Exists(path string) bool {
-	if strings.HasPrefix(path, "/...") {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(r.dir, filepath.FromSlash(path)))
-	return err == nil
-}
-
 // ID returns the id of the cgroup at path (as Path returns it) now, 0 if there is none.
 func (r *Resolver) ID(path string) uint64 {
 	if strings.HasPrefix(path, "/...") {
