@@ -17,9 +17,9 @@ import (
 )
 
 var oomSeries = []Series{
-	{Path: "oom.kills", Kind: metric.Counter, Help: "OOM kills since picket started, as the kernel counts them: one per killed process, whatever its threads (eBPF: tracepoint mark_victim, counted in the kernel). The kernel's own count since boot is vmstat.oom_kill"},
+	{Path: "oom.kills", Kind: metric.Counter, Help: "OOM kills since picket started, as the kernel counts them: one per killed process, whatever its threads (eBPF: tracepoint mark_victim, counted in the kernel; kernels before 6.8 whose mark_victim passes only a pid: the kernel log). The kernel's own count since boot is vmstat.oom_kill"},
 	{Path: "oom.cgroup.<cgroup>.kills", Kind: metric.Counter, Help: "the same per memory cgroup of the victim: its path in the memory hierarchy (cgroup v1) or the unified one (v2), sanitized (`/kubepods/x` → `_kubepods_x`); a cgroup removed before picket could name it in full gets the part known under `/...`; a kill whose record was lost (picket.bpf.oom.lost_events) is in oom.kills only. At most 512 cgroups are reported: then a removed one's series stop (its count is kept, and goes on if a cgroup comes back at its path), and kills in further cgroups count under `overflow`"},
-	{Path: "picket.bpf.oom.lost_events", Kind: metric.Counter, Help: "OOM kill records that did not reach picket (the probe's ring buffer was full): their kills are in oom.kills, their cgroup and log line are missing"},
+	{Path: "picket.bpf.oom.lost_events", Kind: metric.Counter, Help: "OOM kill records that did not reach picket (the probe's ring buffer was full, or the kernel log was overwritten before picket read it): their kills are in oom.kills, their cgroup and log line are missing"},
 	{Path: "picket.bpf.oom.maps_bytes", Kind: metric.Gauge, Unit: "bytes", Help: "kernel memory of the OOM probe's maps"},
 	{Path: "picket.bpf.oom.<program>.run_time_seconds", Kind: metric.Counter, Unit: "seconds", Help: "time the kernel spent in the probe's program, by hook (mark_victim); only while BPF statistics are on (--bpf.stats, or sysctl kernel.bpf_stats_enabled=1)"},
 	{Path: "picket.bpf.oom.<program>.run_count", Kind: metric.Counter, Help: "runs of the probe's program, by hook: one per thread the kernel marks as a victim, so more than the kills; only while BPF statistics are on"},
@@ -127,7 +127,7 @@ func (c *oomCollector) Load() error {
 	// Without the hierarchy (no memory controller, cgroupfs not mounted where expected)
 	// kills are still counted, and cgroups named from what the kernel copied.
 	h, _ := cgroup.Find(c.procfs, c.sysfs, "memory")
-	p, err := c.load(oom.Options{SysFS: c.sysfs, MemcgV1: h.V1, Stats: c.stats})
+	p, err := c.load(oom.Options{SysFS: c.sysfs, ProcFS: c.procfs, MemcgV1: h.V1, Stats: c.stats})
 	if err != nil {
 		c.loadErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		return c.loadErr
@@ -137,7 +137,10 @@ func (c *oomCollector) Load() error {
 			c.mapBytes += b
 		}
 	}
-	if err := p.StackConstraint(); err != nil {
+	switch err := p.StackConstraint(); {
+	case p.Source() == "kmsg":
+		c.log.Info("mark_victim passes only a pid on this kernel: OOM kills are read from the kernel log (/dev/kmsg)")
+	case err != nil:
 		c.log.Info("OOM kills are told memcg or global from memory usage, not the kernel stack: a global OOM under a memory cgroup near its limit reads as memcg", "error", err)
 	}
 	if c.stats {
@@ -164,7 +167,10 @@ func (c *oomCollector) Run(ctx context.Context) error {
 // handle logs one kill and counts it for its cgroup, in that order: once a kill shows in
 // a cgroup's counter, its log line is out.
 func (c *oomCollector) handle(e *oom.Event) {
-	path := c.resolver.Path(e.CgroupID, e.Names, e.Complete())
+	path := "/..."
+	if e.CgroupLevel >= 0 {
+		path = c.resolver.Path(e.CgroupID, e.Names, e.Complete())
+	}
 
 	attrs := make([]any, 0, 36)
 	attrs = append(attrs, "pid", e.TGID, "tid", e.PID, "comm", e.Comm, "uid", e.UID,
@@ -189,7 +195,12 @@ func (c *oomCollector) handle(e *oom.Event) {
 	}
 	c.log.Warn("OOM kill", attrs...)
 
-	c.count(path, e.CgroupID, max(e.Kills, 1))
+	id := e.CgroupID
+	if id == 0 && e.Complete() {
+		// The kernel log names the cgroup but not its id: the one at the path now.
+		id = c.resolver.ID(path)
+	}
+	c.count(path, id, max(e.Kills, 1))
 }
 
 // count adds n kills to the cgroup at path, whose id is id. Called by handle only.

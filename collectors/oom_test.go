@@ -148,7 +148,7 @@ func runFake(t *testing.T, c *oomCollector) {
 
 // TestOOMLog: one structured line per kill with everything the issue asks for; pod UID and
 // container ID appear for a Kubernetes cgroup only; a record standing for more than one
-// kill says so.
+// kill says so; a kill whose cgroup the kernel log did not name is logged under "/...".
 func TestOOMLog(t *testing.T) {
 	const uid, cid = "0fb1c0e1-2c32-4a8f-8d7a-1a2b3c4d5e6f", "4c01db0b339c04bd8a0c1e4d9e9d0e9c5a7b8f6e1d2c3b4a5968778695a4b3c2"
 	fake := &fakeOOM{replayed: make(chan struct{}), Events: []oom.Event{
@@ -156,15 +156,16 @@ func TestOOMLog(t *testing.T) {
 			Names: []string{cid, "pod" + uid, "burstable", "kubepods"}, Memcg: true, ConstraintFrom: "stack",
 			LimitUp: 1, LimitBytes: 256 << 20, RSSAnon: 250 << 20, RSSFile: 1 << 20, RSSShmem: 4096, OOMScoreAdj: 999},
 		{Kills: 2, PID: 7, TGID: 7, Comm: "bash", CgroupLevel: 0, ConstraintFrom: "stack", LimitUp: -1},
+		{Kills: 1, PID: 8, TGID: 8, Comm: "sh", CgroupLevel: -1, Memcg: true, ConstraintFrom: "kernel_log", LimitUp: -1},
 	}}
 	var log bytes.Buffer
 	runFake(t, oomWith(t, fake, &log))
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 log lines, got:\n%s", log.String())
+	if len(lines) != 3 {
+		t.Fatalf("want 3 log lines, got:\n%s", log.String())
 	}
-	var k8s, global map[string]any
-	for i, m := range []*map[string]any{&k8s, &global} {
+	var k8s, global, unnamed map[string]any
+	for i, m := range []*map[string]any{&k8s, &global, &unnamed} {
 		if err := json.Unmarshal([]byte(lines[i]), m); err != nil {
 			t.Fatal(err)
 		}
@@ -186,6 +187,9 @@ func TestOOMLog(t *testing.T) {
 	}
 	if global["constraint"] != "global" || global["cgroup"] != "/" || global["pod_uid"] != nil || global["limit_cgroup"] != nil || global["kills"] != 2.0 {
 		t.Errorf("a global kill standing for two: %s", lines[1])
+	}
+	if unnamed["cgroup"] != "/..." || unnamed["constraint"] != "memcg" || unnamed["constraint_from"] != "kernel_log" {
+		t.Errorf("a kill from the kernel log without its cgroup: %s", lines[2])
 	}
 }
 

@@ -8,9 +8,10 @@
 // stable backports: Debian's 6.1.133 and 5.10.237), an eBPF program (tp_btf, raw_tp where
 // tp_btf does not load) counts the kills in the kernel and writes one record per killed
 // process into a ring buffer, which Run reads as records arrive. A record that does not
-// fit is counted (Counts.Lost), the kill is counted all the same. Kernels before 6.8
-// without the stable backport pass mark_victim only a pid; Load detects that prototype in
-// the kernel's BTF and refuses with ErrOldKernel.
+// fit is counted (Counts.Lost), the kill is counted all the same. Where mark_victim passes
+// only a pid (older kernels without the backport), Load reads the kernel log (/dev/kmsg)
+// instead: see kmsg.go. Load tells the two apart by the tracepoint's prototype in the
+// kernel's BTF.
 package oom
 
 import (
@@ -59,15 +60,21 @@ const (
 const nameLen = 128
 
 // ErrOldKernel means mark_victim has the (int pid) prototype of kernels before 6.8, which
-// carries no task to read the cgroup and memory from.
-var ErrOldKernel = errors.New("mark_victim passes only a pid on this kernel (before 6.8, without the backport in 6.1.133/5.10.237): OOM kills need a newer kernel")
+// carries no task to read the cgroup and memory from: kills are read from the kernel log
+// then, and this error wraps the reason that could not be done.
+var ErrOldKernel = errors.New("mark_victim passes only a pid on this kernel (before 6.8, without the backport in 6.1.133/5.10.237), so OOM kills are read from the kernel log (/dev/kmsg), which needs CAP_SYSLOG (AmbientCapabilities=CAP_SYSLOG) or sysctl kernel.dmesg_restrict=0")
 
-// VariantTask is the eBPF probe: mark_victim passes the victim's task.
-const VariantTask = "eBPF probe (task, uid)"
+// Variants of Load, as Variant names them.
+const (
+	// VariantTask is the eBPF probe: mark_victim passes the victim's task.
+	VariantTask = "eBPF probe (task, uid)"
+	// VariantPID is the kernel log: mark_victim passes only a pid.
+	VariantPID = "pid only: kills read from the kernel log (/dev/kmsg, needs CAP_SYSLOG)"
+)
 
 // Variant returns how Load reads OOM kills on a kernel whose mark_victim takes params (as
-// probe.HookProto returns them): VariantTask, or an error wrapping ErrOldKernel or
-// probe.ErrPrototype (which spells the prototype out).
+// probe.HookProto returns them): VariantTask, VariantPID, or an error wrapping
+// probe.ErrPrototype that spells the prototype out.
 func Variant(params []btf.FuncParam) (string, error) {
 	if len(params) >= 1 {
 		if p, ok := btf.UnderlyingType(params[0].Type).(*btf.Pointer); ok {
@@ -76,7 +83,7 @@ func Variant(params []btf.FuncParam) (string, error) {
 			}
 		}
 		if _, ok := btf.UnderlyingType(params[0].Type).(*btf.Int); ok && len(params) == 1 {
-			return "", ErrOldKernel
+			return VariantPID, nil
 		}
 	}
 	return "", fmt.Errorf("%s%s: %w", Hook, probe.FormatProto(params), probe.ErrPrototype)
@@ -86,11 +93,16 @@ func Variant(params []btf.FuncParam) (string, error) {
 type Options struct {
 	// SysFS is where sysfs is mounted: for the BTF check and the huge page size.
 	SysFS string
+	// ProcFS is where procfs is mounted: the kernel log reader looks up the cgroup of a
+	// victim the log does not name there.
+	ProcFS string
 	// MemcgV1 says the memory controller is on a cgroup v1 hierarchy, where the
 	// memory+swap limit (memory.memsw.limit_in_bytes) can also OOM-kill.
 	MemcgV1 bool
 	// Stats turns on BPF run-time statistics (see probe.Options).
 	Stats bool
+	// KernelLog reads the kernel log even where the eBPF probe could run: for tests.
+	KernelLog bool
 }
 
 // Event is one OOM kill.
@@ -100,11 +112,12 @@ type Event struct {
 	// was, so the kernel did not mark them again).
 	Kills uint64
 	PID   uint32 // the thread chosen
-	TGID  uint32 // its process
+	TGID  uint32 // its process (the kernel log names only the thread: PID then)
 	UID   uint32
 	Comm  string
 	// CgroupID is the id of the victim's memory cgroup (the inode of its directory in the
-	// memory hierarchy), 0 when the kernel has no memory controller.
+	// memory hierarchy), 0 when the kernel has no memory controller or the source does
+	// not say (the kernel log).
 	CgroupID uint64
 	// CgroupLevel is the depth of that cgroup: 0 for the root, -1 when unknown.
 	CgroupLevel int
@@ -116,7 +129,8 @@ type Event struct {
 	// Memcg says a memory cgroup's limit, not the host's memory, caused the kill.
 	Memcg bool
 	// ConstraintFrom says how Memcg was told: "stack" (mem_cgroup_out_of_memory was on
-	// the kernel stack of the kill, or was not), or "usage" (the address of that function was unknown: memcg when some memory cgroup
+	// the kernel stack of the kill, or was not), "kernel_log" (the kernel said so), or
+	// "usage" (the address of that function was unknown: memcg when some memory cgroup
 	// of the victim was within two huge pages of its limit, which a global OOM under
 	// such a cgroup — Kubernetes' kubepods is capped at node allocatable — reads as).
 	ConstraintFrom string
@@ -148,14 +162,16 @@ type Counts struct {
 	// Kills are the OOM kills, as the kernel counts them (vmstat oom_kill): one per
 	// killed process, whatever its threads.
 	Kills uint64
-	// Lost are the records that did not reach user space (the ring buffer was full):
-	// their kills are in Kills, the details are gone.
+	// Lost are the records that did not reach user space (the ring buffer was full, or
+	// the kernel log overwritten before it was read): their kills are in Kills, the
+	// details are gone.
 	Lost uint64
 }
 
-// Probe is the loaded OOM probe. Create it with Load; Run reads it.
+// Probe is the loaded OOM probe, or the kernel log reader standing in for it. Create it
+// with Load; Run reads it.
 type Probe struct {
-	// Cost is the eBPF program's cost and maps.
+	// Cost is the eBPF programs' cost and maps; zero for the kernel log.
 	probe.Cost
 
 	source string
@@ -165,6 +181,7 @@ type Probe struct {
 	page   uint64
 	// stackErr says why the constraint is not told from the kernel stack, nil if it is.
 	stackErr error
+	klog     *kernelLog
 
 	// mu guards counts against Close: Collect reads them while Run may be closing.
 	mu       sync.RWMutex
@@ -174,20 +191,27 @@ type Probe struct {
 }
 
 // Load checks BTF, privileges and the mark_victim prototype, then loads and attaches the
-// probe. An error says why it cannot run here (wrapping probe.ErrNoBTF,
-// probe.ErrPrivilege, probe.ErrNoHook, probe.ErrPrototype or ErrOldKernel) or what
-// failed; nothing stays loaded then.
+// probe, or opens the kernel log where mark_victim passes only a pid. An error says why
+// neither can run here (wrapping probe.ErrNoBTF, probe.ErrPrivilege, probe.ErrNoHook,
+// probe.ErrPrototype or ErrOldKernel) or what failed; nothing stays loaded then.
 func Load(opts Options) (*Probe, error) {
 	return load(opts, progTPBTF, progRawTP)
 }
 
 // load is Load with the program variants to try named, so tests can force the fallback.
 func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
+	if opts.KernelLog {
+		return openKernelLog(opts)
+	}
 	spec, err := loadOom()
 	if err != nil {
 		return nil, err
 	}
 	coll, err := probe.New(spec, probe.Options{SysFS: opts.SysFS, Stats: opts.Stats})
+	if errors.Is(err, probe.ErrPrivilege) && pidOnly() {
+		// The kernel log needs no eBPF privilege.
+		return openKernelLog(opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +224,13 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Variant(params); err != nil {
+	variant, err := Variant(params)
+	if err != nil {
 		return nil, err
+	}
+	if variant == VariantPID {
+		coll.Close()
+		return openKernelLog(opts)
 	}
 	page := uint64(os.Getpagesize())
 	start, end, stackErr := memcgOOMRange("/proc/kallsyms")
@@ -237,11 +266,27 @@ func load(opts Options, tpBTF, rawTP string) (_ *Probe, err error) {
 	}, nil
 }
 
-// Source says how the program is attached: "tp_btf" or "raw_tp".
+// pidOnly reports whether this kernel's mark_victim passes only a pid, reading its BTF
+// (which needs no privilege) when the probe could not be loaded to find out.
+func pidOnly() bool {
+	k, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	params, err := probe.HookProto(k, Hook)
+	if err != nil {
+		return false
+	}
+	v, err := Variant(params)
+	return err == nil && v == VariantPID
+}
+
+// Source says where the kills come from: "tp_btf" or "raw_tp" (the eBPF program's kind),
+// or "kmsg" (the kernel log).
 func (p *Probe) Source() string { return p.source }
 
 // StackConstraint returns nil when a kill's constraint (memcg or global) is told from the
-// kernel stack, otherwise why it is guessed from memory usage.
+// kernel stack, or the kernel log says it; otherwise why it is guessed from memory usage.
 func (p *Probe) StackConstraint() error { return p.stackErr }
 
 // Run reads kills and calls handle for each, in the order the kernel reported them,
@@ -250,6 +295,9 @@ func (p *Probe) StackConstraint() error { return p.stackErr }
 // goroutine and must not keep e. An error means reading failed; the probe is closed then
 // too.
 func (p *Probe) Run(ctx context.Context, handle func(e *Event)) error {
+	if p.klog != nil {
+		return errors.Join(p.klog.run(ctx, handle), p.Close())
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -341,6 +389,9 @@ func (p *Probe) Counts() (Counts, error) {
 
 // read reads the counts. Called with p.mu held.
 func (p *Probe) read() (Counts, error) {
+	if p.klog != nil {
+		return p.klog.counts(), nil
+	}
 	var c Counts
 	for _, v := range []struct {
 		key uint32
@@ -353,7 +404,8 @@ func (p *Probe) read() (Counts, error) {
 	return c, nil
 }
 
-// Close detaches the probe and releases its kernel objects, keeping its last counts. Run calls it on return; calling it again is harmless.
+// Close detaches the probe and releases its kernel objects (or closes the kernel log),
+// keeping its last counts. Run calls it on return; calling it again is harmless.
 func (p *Probe) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -363,7 +415,11 @@ func (p *Probe) Close() error {
 	var errs []error
 	final, err := p.read()
 	errs = append(errs, err)
-	errs = append(errs, p.reader.Close(), p.coll.Close())
+	if p.klog != nil {
+		errs = append(errs, p.klog.close())
+	} else {
+		errs = append(errs, p.reader.Close(), p.coll.Close())
+	}
 	p.closed, p.final, p.closeErr = true, final, errors.Join(errs...)
 	return p.closeErr
 }

@@ -67,8 +67,8 @@ func TestSpec(t *testing.T) {
 
 func param(t btf.Type) btf.FuncParam { return btf.FuncParam{Type: t} }
 
-// TestVariant: the 6.8+ prototype is the eBPF probe, the old (int pid) one is refused
-// with ErrOldKernel, and anything else with the prototype spelled out. The prototypes are
+// TestVariant: the 6.8+ prototype is the eBPF probe, the old (int pid) one the kernel
+// log, and anything else is refused with the prototype spelled out. The prototypes are
 // hand-made BTF, as the kernel's would be: Debian's kernels all have the new one.
 func TestVariant(t *testing.T) {
 	task := &btf.Pointer{Target: &btf.Struct{Name: "task_struct"}}
@@ -82,7 +82,7 @@ func TestVariant(t *testing.T) {
 	}{
 		{"task uid", []btf.FuncParam{param(task), param(uid)}, VariantTask, nil},
 		{"typedef'd task", []btf.FuncParam{param(&btf.Typedef{Name: "t", Type: task}), param(uid)}, VariantTask, nil},
-		{"pid", []btf.FuncParam{param(pid)}, "", ErrOldKernel},
+		{"pid", []btf.FuncParam{param(pid)}, VariantPID, nil},
 		{"empty", nil, "", probe.ErrPrototype},
 		{"pid and more", []btf.FuncParam{param(pid), param(uid)}, "", probe.ErrPrototype},
 		{"garbage", []btf.FuncParam{param(uid), param(task)}, "", probe.ErrPrototype},
