@@ -13,7 +13,8 @@ import (
 
 // checkKernel writes what `picket check` says about eBPF on this host: the kernel, its
 // BTF, picket's capabilities, and each tracepoint an enabled collector's probe needs,
-// with the prototype this kernel gives it. Whether each probe then loaded is on its
+// with the prototype this kernel gives it and what the probe makes of it: the variant it
+// will load, or "unsupported prototype". Whether each probe then loaded is on its
 // collector's line.
 func (c *CLI) checkKernel(w io.Writer) {
 	fmt.Fprintf(w, "kernel\t%s\t\n", probe.KernelRelease())
@@ -45,10 +46,24 @@ func (c *CLI) checkKernel(w io.Writer) {
 				status = "missing: " + err.Error()
 			} else {
 				proto = probe.FormatProto(params)
+				status = hookStatus(f, hook, params)
 			}
 			fmt.Fprintf(w, "hook\t%s%s\t%s (collector %s)\n", hook, proto, status, f.Name)
 		}
 	}
+}
+
+// hookStatus is what collector f's probe makes of the prototype params of hook: "ok",
+// "ok: <the variant it loads>", or "unsupported prototype".
+func hookStatus(f collectors.Factory, hook string, params []btf.FuncParam) string {
+	if f.Variant == nil {
+		return "ok"
+	}
+	v, err := f.Variant(hook, params)
+	if err != nil {
+		return "unsupported prototype"
+	}
+	return "ok: " + v
 }
 
 // start loads the scheduler's eBPF probes. A probe that cannot load leaves its collector

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"github.com/picket-agent/picket/agent/metric"
@@ -117,7 +118,12 @@ type Factory struct {
 	// Hooks are the kernel tracepoints an eBPF collector's probe attaches to: `picket
 	// check` reports whether this kernel has each, and with which prototype.
 	Hooks []string
-	New   func(Options) (Collector, error)
+	// Variant, when set, says what the probe makes of the prototype params that this
+	// kernel gives hook, for `picket check`: the variant it loads, or an error (wrapping
+	// probe.ErrPrototype) when it cannot use it. Nil means any prototype the kernel has
+	// is one the probe loads with.
+	Variant func(hook string, params []btf.FuncParam) (string, error)
+	New     func(Options) (Collector, error)
 }
 
 // Default patterns, the same as the CLI's defaults. They leave out what node_exporter

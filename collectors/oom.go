@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/bpf/oom"
 	"github.com/picket-agent/picket/bpf/probe"
@@ -100,6 +102,9 @@ var (
 	// oomHooks are the tracepoints the probe attaches to.
 	oomHooks = []string{oom.Hook}
 )
+
+// oomVariant says how the oom collector reads kills on a kernel whose hook has params.
+func oomVariant(_ string, params []btf.FuncParam) (string, error) { return oom.Variant(params) }
 
 func newOOM(o Options) (Collector, error) {
 	load := o.loadOOM
