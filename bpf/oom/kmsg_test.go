@@ -143,8 +143,9 @@ func FuzzKernelLog(f *testing.F) {
 			f.Add(rec)
 		}
 	}
+	empty := f.TempDir()
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		k := &kernelLog{procfs: t.TempDir(), memcgV1: true}
+		k := &kernelLog{procfs: empty, memcgV1: true}
 		var e Event
 		for range 2 {
 			if k.record(rec, &e) {
