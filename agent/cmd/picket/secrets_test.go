@@ -39,7 +39,7 @@ func TestPrefixNeverLogged(t *testing.T) {
 		happened func(log []byte) bool
 	}{
 		{"refused", refused, logged("connection refused")},
-		{"stalled", stalled, logged("not acknowledged and read by the peer")},
+		{"stalled", stalled, logged("and the peer has read none")},
 		{"reading", reading, func([]byte) bool { return bytes.Contains(received.Bytes(), []byte(secret+".hosts.")) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
