@@ -83,7 +83,7 @@ type CLI struct {
 		Splay        string        `help:"Send each tick this long after the tick (timestamps stay aligned), or auto: an offset derived from the host name." default:"auto"`
 		DialTimeout  time.Duration `help:"Bound on one connection attempt, TLS handshake included." default:"5s"`
 		WriteTimeout time.Duration `help:"Bound on one write." default:"10s"`
-		AckTimeout   time.Duration `help:"A peer that has not acknowledged and read what was sent within this is failing (also TCP_USER_TIMEOUT)." default:"10s"`
+		AckTimeout   time.Duration `help:"A peer that takes in none of what was sent for this long is failing; a slow reader is not (also TCP_USER_TIMEOUT)." default:"10s"`
 		BackoffMin   time.Duration `help:"First wait before retrying a failed endpoint; doubles up to --graphite.backoff-max, with jitter." default:"1s"`
 		BackoffMax   time.Duration `help:"Longest wait before retrying a failed endpoint." default:"30s"`
 		TLS          struct {
