@@ -173,6 +173,12 @@ func (c *runqlatCollector) Load() error {
 			c.mapBytes += b
 		}
 	}
+	if c.stats {
+		// Collect does not report it every tick: the probe runs well without them.
+		if _, _, err := p.Stats(); err != nil {
+			c.log.Warn("no run time and count for the run-queue latency probe (--bpf.stats)", "error", err)
+		}
+	}
 	c.probe, c.loaded = p, true
 	return nil
 }
@@ -213,9 +219,7 @@ func (c *runqlatCollector) Collect(_ context.Context, s *metric.Sink) error {
 	for _, p := range slices.Sorted(maps.Keys(c.paths)) {
 		addHist(s, &c.paths[p].total, c.paths[p].labels)
 	}
-	// A failure to turn on statistics the user asked for is reported here, every tick.
-	_, _, err = c.probe.Stats()
-	return errors.Join(append(errs, err)...)
+	return errors.Join(errs...)
 }
 
 // addHist adds one histogram's series: cumulative le_ buckets, count and sum_us.
