@@ -85,8 +85,7 @@ type oomCollector struct {
 	retired      map[uint64]uint64
 	retiredOrder []uint64
 
-	// programLabels are Report's, by hook; only Report's goroutine touches them.
-	programLabels map[string][]metric.Label
+	programs programStats
 }
 
 type oomCgroup struct {
@@ -120,7 +119,7 @@ func newOOM(o Options) (Collector, error) {
 		cgroups: map[string]*oomCgroup{},
 		retired: map[uint64]uint64{},
 
-		programLabels: map[string][]metric.Label{},
+		programs: programStats{base: oomBPFLabels},
 	}, nil
 }
 
@@ -325,17 +324,5 @@ func (c *oomCollector) Report(s *metric.Sink) {
 		s.Counter("lost_events", float64(n.Lost), oomBPFLabels...)
 	}
 	s.Gauge("maps_bytes", float64(c.mapBytes), oomBPFLabels...)
-	stats, on, _ := c.probe.Stats()
-	if !on {
-		return
-	}
-	for _, st := range stats {
-		labels := c.programLabels[st.Hook]
-		if labels == nil {
-			labels = append(slices.Clip(oomBPFLabels), metric.Label{Key: "program", Value: st.Hook})
-			c.programLabels[st.Hook] = labels
-		}
-		s.Counter("run_time_seconds", st.RunTime.Seconds(), labels...)
-		s.Counter("run_count", float64(st.RunCount), labels...)
-	}
+	c.programs.report(s, c.probe)
 }

@@ -104,8 +104,7 @@ type runqlatCollector struct {
 	ids   map[uint64]*rqCgroup
 	paths map[string]*rqPath
 
-	// programLabels are Report's, by hook; only Report's goroutine touches them.
-	programLabels map[string][]metric.Label
+	programs programStats
 }
 
 // rqCgroup is a cgroup with a histogram in the kernel.
@@ -139,7 +138,7 @@ func newRunqlat(o Options) (Collector, error) {
 		ids:    map[uint64]*rqCgroup{},
 		paths:  map[string]*rqPath{},
 
-		programLabels: map[string][]metric.Label{},
+		programs: programStats{base: runqlatBPFLabels},
 	}, nil
 }
 
@@ -365,17 +364,5 @@ func (c *runqlatCollector) Report(s *metric.Sink) {
 	s.Counter("missed_waits", float64(missed), runqlatBPFLabels...)
 	s.Gauge("cgroups", float64(cgroups), runqlatBPFLabels...)
 	s.Gauge("maps_bytes", float64(c.mapBytes), runqlatBPFLabels...)
-	stats, on, _ := c.probe.Stats()
-	if !on {
-		return
-	}
-	for _, st := range stats {
-		labels := c.programLabels[st.Hook]
-		if labels == nil {
-			labels = append(slices.Clip(runqlatBPFLabels), metric.Label{Key: "program", Value: st.Hook})
-			c.programLabels[st.Hook] = labels
-		}
-		s.Counter("run_time_seconds", st.RunTime.Seconds(), labels...)
-		s.Counter("run_count", float64(st.RunCount), labels...)
-	}
+	c.programs.report(s, c.probe)
 }
