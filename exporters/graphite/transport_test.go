@@ -3,15 +3,10 @@ package graphite
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"strconv"
 	"sync"
@@ -21,72 +16,17 @@ import (
 
 	"github.com/picket-agent/picket/agent/metric"
 	"github.com/picket-agent/picket/exporters/spool"
+	"github.com/picket-agent/picket/exporters/tlstest"
 )
 
-// testCA is a certificate authority made up for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "picket test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue signs a certificate for name (a DNS name or an IP address), for a server or a
-// client.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	if ip := net.ParseIP(name); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{name}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // newTLSSink is a lineSink behind TLS with a certificate for 127.0.0.1 from ca.
-func newTLSSink(t *testing.T, ca *testCA, clientCAs *x509.CertPool) *lineSink {
+func newTLSSink(t *testing.T, ca *tlstest.CA, clientCAs *x509.CertPool) *lineSink {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1", x509.ExtKeyUsageServerAuth)}}
 	if clientCAs != nil {
 		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, clientCAs
 	}
@@ -106,14 +46,14 @@ func appendAll(t testing.TB, sp *spool.Spool, bs []*metric.Batch) {
 // TestTLS: over TLS every datapoint is delivered and confirmed (the delivery proof reads
 // the TCP connection under TLS); a client certificate is presented when the server asks.
 func TestTLS(t *testing.T) {
-	ca := newTestCA(t)
+	ca := tlstest.NewCA(t)
 	for _, mutual := range []bool{false, true} {
 		t.Run(fmt.Sprintf("client-cert=%v", mutual), func(t *testing.T) {
 			var clientCAs *x509.CertPool
-			cfg := &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}
+			cfg := &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}
 			if mutual {
-				clientCAs = ca.pool
-				cfg.Certificates = []tls.Certificate{ca.issue(t, "picket", x509.ExtKeyUsageClientAuth)}
+				clientCAs = ca.Pool
+				cfg.Certificates = []tls.Certificate{ca.Issue(t, "picket", x509.ExtKeyUsageClientAuth)}
 			}
 			sink := newTLSSink(t, ca, clientCAs)
 			e, sp := testExporter(t, sink.l.Addr().String())
@@ -135,9 +75,9 @@ func TestTLS(t *testing.T) {
 // counted as sent.
 func TestTLSNeverDowngrades(t *testing.T) {
 	t.Run("untrusted certificate", func(t *testing.T) {
-		sink := newTLSSink(t, newTestCA(t), nil)
+		sink := newTLSSink(t, tlstest.NewCA(t), nil)
 		e, sp := testExporter(t, sink.l.Addr().String())
-		e.o.TLS = &tls.Config{RootCAs: newTestCA(t).pool, MinVersion: tls.VersionTLS12}
+		e.o.TLS = &tls.Config{RootCAs: tlstest.NewCA(t).Pool, MinVersion: tls.VersionTLS12}
 		appendAll(t, sp, batches(2, 10))
 		stop := run(e)
 		waitFor(t, "three handshakes", func() bool {
@@ -176,7 +116,7 @@ func TestTLSNeverDowngrades(t *testing.T) {
 			}
 		}()
 		e, sp := testExporter(t, l.Addr().String())
-		e.o.TLS = &tls.Config{RootCAs: newTestCA(t).pool, MinVersion: tls.VersionTLS12}
+		e.o.TLS = &tls.Config{RootCAs: tlstest.NewCA(t).Pool, MinVersion: tls.VersionTLS12}
 		e.o.DialTimeout = 200 * time.Millisecond
 		appendAll(t, sp, batches(2, 10))
 		stop := run(e)
