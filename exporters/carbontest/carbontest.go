@@ -35,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/picket-agent/picket/exporters/portlease"
+	"github.com/picket-agent/picket/exporters/servertest"
 )
 
 // Carbon is a carbon-cache run by Start. Its methods are for the test's goroutine.
@@ -46,8 +47,8 @@ type Carbon struct {
 	// with SO_REUSEPORT, so it can share it with hold, and while carbon is stopped the port
 	// stays ours, for Restart. Connections to it are refused then, as they should be.
 	hold int
-	out  *output
-	proc *process
+	out  *servertest.Output
+	proc *servertest.Process
 }
 
 // Option changes the configuration Start gives carbon-cache.
@@ -110,11 +111,11 @@ func Start(t testing.TB, opts ...Option) *Carbon {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c := &Carbon{t: t, dir: t.TempDir(), hold: -1, out: &output{}}
+	c := &Carbon{t: t, dir: t.TempDir(), hold: -1, out: &servertest.Output{}}
 	// Registered after TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if c.proc != nil {
-			c.proc.stop(syscall.SIGKILL)
+			c.proc.Stop(syscall.SIGKILL)
 		}
 		if c.hold >= 0 {
 			unix.Close(c.hold)
@@ -171,7 +172,7 @@ func (c *Carbon) start() {
 	}
 	c.proc = proc
 	// While hold keeps the port, only carbon can be listening on it.
-	if err := proc.waitAccepting(c.addr, func() bool { return true }); err != nil {
+	if err := waitAccepting(proc, c.addr, func() bool { return true }); err != nil {
 		c.t.Fatalf("carbontest: carbon-cache: %v", err)
 	}
 }
@@ -189,7 +190,7 @@ func (c *Carbon) Log() string { return c.out.String() }
 // keep them. It is a no-op if carbon is not running.
 func (c *Carbon) Stop() {
 	c.t.Helper()
-	if err := c.proc.stop(syscall.SIGTERM); err != nil {
+	if err := c.proc.Stop(syscall.SIGTERM); err != nil {
 		c.t.Errorf("carbontest: %v", err)
 	}
 }
@@ -199,7 +200,7 @@ func (c *Carbon) Stop() {
 // were left unread). It is a no-op if carbon is not running.
 func (c *Carbon) Kill() {
 	c.t.Helper()
-	if err := c.proc.stop(syscall.SIGKILL); err != nil {
+	if err := c.proc.Stop(syscall.SIGKILL); err != nil {
 		c.t.Errorf("carbontest: %v", err)
 	}
 }

@@ -1,26 +1,22 @@
 package carbontest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/picket-agent/picket/agent/testenv"
+	"github.com/picket-agent/picket/exporters/servertest"
 )
 
 const (
 	// startTimeout bounds the wait for a server to accept connections. carbon-cache takes
 	// one to two seconds to import Twisted; the rest is for loaded CI machines.
 	startTimeout = 30 * time.Second
-	// stopTimeout bounds the wait for a server to exit after SIGTERM before SIGKILL.
-	stopTimeout = 30 * time.Second
 	// pollInterval is the period of every wait.
 	pollInterval = 20 * time.Millisecond
 )
@@ -52,87 +48,19 @@ func Require(t testing.TB, commands ...string) {
 	testenv.Require(t, false, "not installed: "+strings.Join(missing, ", "))
 }
 
-// output collects what a server prints, over all its runs. It is written by the goroutines
-// of os/exec and read by the test.
-type output struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-// process is one run of a server.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once it has exited and its output is collected
-	err    error         // how it exited, once exited is closed
-}
-
-func startProcess(out *output, name string, args ...string) (*process, error) {
-	fmt.Fprintf(out, "--- carbontest: %s %s\n", name, strings.Join(args, " "))
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
+// startProcess runs a server of this package, logging to out as "--- carbontest: ".
+func startProcess(out *servertest.Output, name string, args ...string) (*servertest.Process, error) {
 	// Twisted's import of deprecated ciphers would open every carbon log with 8 lines.
-	cmd.Env = append(os.Environ(), "PYTHONWARNINGS=ignore")
-	// If the test binary dies (a panic, go test's timeout), the server goes with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(out, "--- carbontest: %s exited: %v\n", name, p.err)
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// running reports whether the process has not exited yet.
-func (p *process) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and waits for the process to exit, sending SIGKILL after stopTimeout.
-func (p *process) stop(sig syscall.Signal) error {
-	if !p.running() {
-		return nil
-	}
-	p.cmd.Process.Signal(sig)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-		return nil
-	case <-t.C:
-		p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s still running %v after %v, killed", p.cmd.Path, stopTimeout, sig)
-	}
+	return servertest.Start(out, "carbontest", append(os.Environ(), "PYTHONWARNINGS=ignore"), name, args...)
 }
 
 // waitAccepting waits until addr accepts TCP connections and ready reports true. It gives
 // up when p exits, returning the exit status, or after startTimeout.
-func (p *process) waitAccepting(addr string, ready func() bool) error {
+func waitAccepting(p *servertest.Process, addr string, ready func() bool) error {
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if !p.running() {
-			return fmt.Errorf("exited before accepting connections: %v", p.err)
+		if !p.Running() {
+			return fmt.Errorf("exited before accepting connections: %v", p.Err())
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/picket-agent/picket/exporters/servertest"
 )
 
 // bindAttempts bounds the retries of StartRelay when another process takes the free port it
@@ -19,8 +21,8 @@ type Relay struct {
 	t    testing.TB
 	conf string
 	addr string
-	out  *output
-	proc *process
+	out  *servertest.Output
+	proc *servertest.Process
 }
 
 // StartRelay runs carbon-c-relay with a line-mode listener on 127.0.0.1 and a free port,
@@ -40,10 +42,10 @@ func StartRelay(t testing.TB, backends ...string) *Relay {
 	if len(backends) == 0 {
 		t.Fatal("carbontest: StartRelay needs a backend")
 	}
-	r := &Relay{t: t, conf: filepath.Join(t.TempDir(), "relay.conf"), out: &output{}}
+	r := &Relay{t: t, conf: filepath.Join(t.TempDir(), "relay.conf"), out: &servertest.Output{}}
 	t.Cleanup(func() {
 		if r.proc != nil {
-			r.proc.stop(syscall.SIGKILL)
+			r.proc.Stop(syscall.SIGKILL)
 		}
 		if t.Failed() {
 			t.Logf("carbon-c-relay on %s, output:\n%s", r.addr, r.out)
@@ -83,7 +85,7 @@ func (r *Relay) start() error {
 	}
 	r.proc = proc
 	port := r.addr[strings.LastIndexByte(r.addr, ':')+1:]
-	return proc.waitAccepting(r.addr, func() bool {
+	return waitAccepting(proc, r.addr, func() bool {
 		// Someone else may be listening on the port: the relay's own word settles it.
 		return strings.Contains(r.out.String()[from:], "listening on tcp4 127.0.0.1 port "+port)
 	})
@@ -108,7 +110,7 @@ func (r *Relay) Log() string { return r.out.String() }
 // relay is not running.
 func (r *Relay) Stop() {
 	r.t.Helper()
-	if err := r.proc.stop(syscall.SIGTERM); err != nil {
+	if err := r.proc.Stop(syscall.SIGTERM); err != nil {
 		r.t.Errorf("carbontest: %v", err)
 	}
 }
@@ -117,7 +119,7 @@ func (r *Relay) Stop() {
 // no-op if the relay is not running.
 func (r *Relay) Kill() {
 	r.t.Helper()
-	if err := r.proc.stop(syscall.SIGKILL); err != nil {
+	if err := r.proc.Stop(syscall.SIGKILL); err != nil {
 		r.t.Errorf("carbontest: %v", err)
 	}
 }

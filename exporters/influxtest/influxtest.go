@@ -34,7 +34,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,14 +42,13 @@ import (
 
 	"github.com/picket-agent/picket/agent/testenv"
 	"github.com/picket-agent/picket/exporters/portlease"
+	"github.com/picket-agent/picket/exporters/servertest"
 )
 
 const (
 	// startTimeout bounds the wait for influxd to answer /ping: it starts in well under
 	// a second, the rest is for loaded CI machines.
 	startTimeout = 30 * time.Second
-	// stopTimeout bounds the wait for influxd to exit after SIGTERM before SIGKILL.
-	stopTimeout = 30 * time.Second
 	// pollInterval is the period of every wait.
 	pollInterval = 20 * time.Millisecond
 )
@@ -76,8 +74,8 @@ type Server struct {
 	addr     string
 	user     string
 	password string
-	out      *output
-	proc     *process
+	out      *servertest.Output
+	proc     *servertest.Process
 	client   *http.Client
 }
 
@@ -112,12 +110,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Server{t: t, dir: t.TempDir(), hold: -1, out: &output{}, user: cfg.user, password: cfg.password,
+	s := &Server{t: t, dir: t.TempDir(), hold: -1, out: &servertest.Output{}, user: cfg.user, password: cfg.password,
 		client: &http.Client{Timeout: 30 * time.Second}}
 	// Registered after TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if s.proc != nil {
-			s.proc.stop(syscall.SIGKILL)
+			s.proc.Stop(syscall.SIGKILL)
 		}
 		if s.hold >= 0 {
 			unix.Close(s.hold)
@@ -177,15 +175,15 @@ func (s *Server) conf() string { return filepath.Join(s.dir, "influxdb.conf") }
 // start runs influxd and waits until it answers /ping.
 func (s *Server) start() {
 	s.t.Helper()
-	proc, err := startProcess(s.out, "influxd", "run", "-config", s.conf())
+	proc, err := servertest.Start(s.out, "influxtest", nil, "influxd", "run", "-config", s.conf())
 	if err != nil {
 		s.t.Fatalf("influxtest: %v", err)
 	}
 	s.proc = proc
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if !proc.running() {
-			s.t.Fatalf("influxtest: influxd exited before answering /ping: %v\n%s", proc.err, s.out)
+		if !proc.Running() {
+			s.t.Fatalf("influxtest: influxd exited before answering /ping: %v\n%s", proc.Err(), s.out)
 		}
 		// While hold keeps the port, only influxd can be listening on it.
 		resp, err := s.client.Get(s.URL() + "/ping")
@@ -217,7 +215,7 @@ func (s *Server) Log() string { return s.out.String() }
 func (s *Server) Stop() {
 	s.t.Helper()
 	s.client.CloseIdleConnections()
-	if err := s.proc.stop(syscall.SIGTERM); err != nil {
+	if err := s.proc.Stop(syscall.SIGTERM); err != nil {
 		s.t.Errorf("influxtest: %v", err)
 	}
 }
@@ -228,7 +226,7 @@ func (s *Server) Stop() {
 func (s *Server) Kill() {
 	s.t.Helper()
 	s.client.CloseIdleConnections()
-	if err := s.proc.stop(syscall.SIGKILL); err != nil {
+	if err := s.proc.Stop(syscall.SIGKILL); err != nil {
 		s.t.Errorf("influxtest: %v", err)
 	}
 }
@@ -426,76 +424,4 @@ func errorMessage(body []byte) string {
 // quoteIdent quotes an InfluxQL identifier.
 func quoteIdent(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// output collects what influxd prints, over all its runs. It is written by the goroutines
-// of os/exec and read by the test.
-type output struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-// process is one run of influxd.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once it has exited and its output is collected
-	err    error         // how it exited, once exited is closed
-}
-
-func startProcess(out *output, name string, args ...string) (*process, error) {
-	fmt.Fprintf(out, "--- influxtest: %s %s\n", name, strings.Join(args, " "))
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// If the test binary dies (a panic, go test's timeout), the server goes with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(out, "--- influxtest: %s exited: %v\n", name, p.err)
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// running reports whether the process has not exited yet.
-func (p *process) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and waits for the process to exit, sending SIGKILL after stopTimeout.
-func (p *process) stop(sig syscall.Signal) error {
-	if !p.running() {
-		return nil
-	}
-	p.cmd.Process.Signal(sig)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-		return nil
-	case <-t.C:
-		p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s still running %v after %v, killed", p.cmd.Path, stopTimeout, sig)
-	}
 }
