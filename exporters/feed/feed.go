@@ -90,3 +90,32 @@ func (p *Producer) Run(ctx context.Context, it *spool.Iterator, stop *spool.Posi
 		}
 	}
 }
+
+// Counts are an exporter's own counters, as Report shows them.
+type Counts struct {
+	Sent, Acked, Replayed, NonFinite, Reconnects uint64
+	// Active is the index of the endpoint in use, -1 when none.
+	Active int64
+}
+
+// Report adds the self-metrics every exporter has: its counts, and from its cursor the
+// datapoints dropped by reason and the backlog.
+func Report(s *metric.Sink, c Counts, cur *spool.Cursor, l ...metric.Label) {
+	s.Counter("sent", float64(c.Sent), l...)
+	s.Counter("acked", float64(c.Acked), l...)
+	s.Counter("replayed", float64(c.Replayed), l...)
+	d := cur.Drops()
+	s.Counter("dropped_spool_full", float64(d.SpoolFull), l...)
+	s.Counter("dropped_expired", float64(d.Expired), l...)
+	s.Counter("dropped_corrupt", float64(d.Corrupt), l...)
+	s.Counter("dropped_nonfinite", float64(c.NonFinite), l...)
+	n, oldest := cur.Backlog()
+	s.Gauge("backlog_datapoints", float64(n), l...)
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	s.Gauge("backlog_age_seconds", age, l...)
+	s.Counter("reconnects", float64(c.Reconnects), l...)
+	s.Gauge("endpoint", float64(c.Active), l...)
+}

@@ -611,22 +611,8 @@ func (e *Exporter) watchPreferred(ctx context.Context, idx int, delay time.Durat
 // Report adds the exporter's self-metrics. It is called from the agent's self collector,
 // concurrently with Run.
 func (e *Exporter) Report(s *metric.Sink) {
-	l := e.labels
-	s.Counter("sent", float64(e.sent.Load()), l...)
-	s.Counter("acked", float64(e.acked.Load()), l...)
-	s.Counter("replayed", float64(e.replayed.Load()), l...)
-	d := e.cursor.Drops()
-	s.Counter("dropped_spool_full", float64(d.SpoolFull), l...)
-	s.Counter("dropped_expired", float64(d.Expired), l...)
-	s.Counter("dropped_corrupt", float64(d.Corrupt), l...)
-	s.Counter("dropped_nonfinite", float64(e.nonFinite.Load()), l...)
-	n, oldest := e.cursor.Backlog()
-	s.Gauge("backlog_datapoints", float64(n), l...)
-	age := 0.0
-	if !oldest.IsZero() {
-		age = time.Since(oldest).Seconds()
-	}
-	s.Gauge("backlog_age_seconds", age, l...)
-	s.Counter("reconnects", float64(e.reconnects.Load()), l...)
-	s.Gauge("endpoint", float64(e.active.Load()), l...)
+	feed.Report(s, feed.Counts{
+		Sent: e.sent.Load(), Acked: e.acked.Load(), Replayed: e.replayed.Load(),
+		NonFinite: e.nonFinite.Load(), Reconnects: e.reconnects.Load(), Active: e.active.Load(),
+	}, e.cursor, e.labels...)
 }
