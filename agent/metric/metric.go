@@ -37,6 +37,30 @@ type Label struct {
 	Named bool
 }
 
+// Origin says where a sample came from: picket's own collectors, or a line an application
+// sent to the relay. A relayed sample keeps the name, tags and time its application gave,
+// and Origin says how they map to each wire format.
+type Origin uint8
+
+const (
+	// Collected is picket's own sample, named <collector>.<labels…>.<field>.
+	Collected Origin = iota
+	// Graphite is a line in Graphite's plaintext form. Collector holds its path, Labels its
+	// tags when it came in the tagged form, and Field is empty.
+	Graphite
+	// InfluxFloat, InfluxInt and InfluxUint are one field of a line of Influx line protocol:
+	// Collector holds the measurement, Labels the tags, Field the field key. The type is the
+	// field's (a float, an integer with the 'i' suffix, an unsigned one with 'u'), kept so
+	// that the value goes back to InfluxDB as the type it came as. Value holds integers
+	// exactly: the relay refuses those beyond ±2^53.
+	InfluxFloat
+	InfluxInt
+	InfluxUint
+)
+
+// Relayed reports whether the sample came through the relay.
+func (o Origin) Relayed() bool { return o != Collected }
+
 // Sample is one datapoint: <collector>.<labels…>.<field> = value.
 type Sample struct {
 	Collector string
@@ -44,6 +68,18 @@ type Sample struct {
 	Field     string
 	Value     float64
 	Kind      Kind
+	Origin    Origin
+	// Time is the sample's own time in Unix nanoseconds, or 0 for the batch's Time. Relayed
+	// samples carry the time their line gave, or the time it arrived.
+	Time int64
+}
+
+// UnixNano returns the sample's time in Unix nanoseconds: its own, or else batch's.
+func (s *Sample) UnixNano(batch time.Time) int64 {
+	if s.Time != 0 {
+		return s.Time
+	}
+	return batch.UnixNano()
 }
 
 // Finite reports whether the value can be sent at all: NaN and ±Inf cannot.
