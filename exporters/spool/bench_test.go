@@ -116,7 +116,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if err := d.decode(payloads[i%2], n, &batch); err != nil {
+			if err := d.decode(payloads[i%2], header{datapoints: n}, &batch); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -127,7 +127,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var d decoder
-			if err := d.decode(payloads[0], n, &batch); err != nil {
+			if err := d.decode(payloads[0], header{datapoints: n}, &batch); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -38,9 +38,14 @@ const (
 	// minSampleBytes is the smallest encoded sample: flags, field index, a one-byte value.
 	// Counts are checked against it before anything is allocated for them.
 	minSampleBytes = 3
-	// payloadVersion is the payload's first byte, so the encoding can change without a
-	// new header.
-	payloadVersion = 1
+	// The payload's first byte is its version, so the encoding can change without a new
+	// header. Version 2 (payloadVersion) added flagTime and the origin bits. A batch that
+	// needs neither (picket's own ticks) is still written as version 1, byte for byte as
+	// before, and only records holding relayed samples are version 2: a picket from before
+	// the relay, brought back on a host that spooled some, skips just those as corrupt
+	// ("version 2, want 1") rather than misreading their flags.
+	payloadVersion1 = 1
+	payloadVersion  = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -93,7 +98,17 @@ const (
 	// flagSame: collector and labels as the sample before, so a collector's fields for one
 	// instance (a CPU, a disk) cost only their field index and value.
 	flagSame
-	flagMask = flagCounter | flagInt | flagSame
+	// flagTime (version 2): the sample has its own Time, written after the value as a
+	// zigzag varint of its difference from the record's time. Relayed lines mostly carry
+	// times close to their arrival, so the difference takes a few bytes.
+	flagTime
+
+	// originShift places the sample's Origin in bits 4-6 (version 2).
+	originShift = 4
+	originMask  = 7 << originShift
+
+	flagMaskV1 = flagCounter | flagInt | flagSame
+	flagMask   = flagMaskV1 | flagTime | originMask
 )
 
 // intLimit bounds the integers written as varints: in [-2^48, 2^48) a zigzag varint
@@ -114,21 +129,26 @@ type encoder struct {
 // maxDatapoints.
 var errTooLarge = errors.New("batch too large for one spool record")
 
-// appendPayload appends b's payload to dst.
+// appendPayload appends b's payload to dst. The record's header must carry b.Time, which
+// the samples' own times are written relative to.
 //
 // Layout: version byte; uvarint string count, then each string as uvarint length and
 // bytes; uvarint sample count; per sample the flags byte, then unless flagSame the
 // collector's string index, a uvarint label count and per label uvarint key<<1|named and
-// the value's string index; then the field's string index and the value (zigzag varint
-// with flagInt, else float64 bits).
+// the value's string index; then the field's string index, the value (zigzag varint with
+// flagInt, else float64 bits) and with flagTime the zigzag varint time difference.
 func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 	if e.index == nil {
 		e.index = make(map[string]uint64)
 	}
 	clear(e.index)
 	e.strs, e.refs = e.strs[:0], e.refs[:0]
+	version := byte(payloadVersion1)
 	for i := range b.Samples {
 		s := &b.Samples[i]
+		if s.Origin != metric.Collected || s.Time != 0 {
+			version = payloadVersion
+		}
 		if i == 0 || !sameSeries(s, &b.Samples[i-1]) {
 			e.refs = append(e.refs, e.ref(s.Collector), uint64(len(s.Labels)))
 			for _, l := range s.Labels {
@@ -141,7 +161,8 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 		}
 		e.refs = append(e.refs, e.ref(s.Field))
 	}
-	dst = append(dst, payloadVersion)
+	base := b.Time.UnixNano()
+	dst = append(dst, version)
 	dst = binary.AppendUvarint(dst, uint64(len(e.strs)))
 	for _, s := range e.strs {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
@@ -163,6 +184,10 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 		if same {
 			flags |= flagSame
 		}
+		if s.Time != 0 {
+			flags |= flagTime
+		}
+		flags |= byte(s.Origin) << originShift
 		dst = append(dst, flags)
 		if !same {
 			n := 2 + 2*len(s.Labels) // collector, label count, the labels
@@ -177,6 +202,11 @@ func (e *encoder) appendPayload(dst []byte, b *metric.Batch) []byte {
 			dst = binary.AppendVarint(dst, iv)
 		} else {
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Value))
+		}
+		if s.Time != 0 {
+			// Wrapping arithmetic: the decoder adds it back to the same base, so any
+			// two times round-trip, however far apart.
+			dst = binary.AppendVarint(dst, s.Time-base)
 		}
 	}
 	return dst
@@ -252,8 +282,8 @@ const (
 // Nothing is allocated for a count before the count is checked against the bytes left,
 // and nothing grows by repeated appends, so what a payload of n bytes makes a fresh decoder
 // allocate is at most a small multiple of n, whatever the payload holds. By part:
-//   - samples: one array of exactly the header's count, 72 bytes for each sample, which
-//     takes at least 3 bytes (flags, field index, one-byte value): 24 bytes per byte;
+//   - samples: one array of exactly the header's count, 80 bytes for each sample, which
+//     takes at least 3 bytes (flags, field index, one-byte value): under 27 per byte;
 //   - labels: one array of exactly the payload's label total, 40 bytes for each label,
 //     which takes at least 2 bytes (key and value index): 20 per byte. When the array the
 //     decoder has is too small (the first record, a bigger host), a first pass over the
@@ -340,15 +370,16 @@ func (d *decoder) str(r *payloadReader, i uint64) string {
 	return d.strs[i]
 }
 
-// decode decodes payload p of a record with the given datapoint count into dst. On error
-// dst has no samples, and the error says what was wrong.
-func (d *decoder) decode(p []byte, datapoints uint32, dst *metric.Batch) error {
+// decode decodes payload p of the record with header h into dst's samples: h gives their
+// number, and the time their own times are relative to. On error dst has no samples, and
+// the error says what was wrong.
+func (d *decoder) decode(p []byte, h header, dst *metric.Batch) error {
 	dst.Samples = nil
 	if len(p) == 0 {
 		return payloadError("empty")
 	}
-	if p[0] != payloadVersion {
-		return payloadError("version %d, want %d", p[0], payloadVersion)
+	if p[0] != payloadVersion1 && p[0] != payloadVersion {
+		return payloadError("version %d, want %d or %d", p[0], payloadVersion1, payloadVersion)
 	}
 	r := payloadReader{b: p[1:]}
 	if err := d.readTable(&r); err != nil {
@@ -358,8 +389,8 @@ func (d *decoder) decode(p []byte, datapoints uint32, dst *metric.Batch) error {
 	switch {
 	case r.err != nil:
 		return payloadError("sample count: %w", r.err)
-	case ns != uint64(datapoints):
-		return payloadError("%d samples, the record header says %d", ns, datapoints)
+	case ns != uint64(h.datapoints):
+		return payloadError("%d samples, the record header says %d", ns, h.datapoints)
 	case ns > uint64(len(r.b)/minSampleBytes):
 		return payloadError("%d samples cannot fit in the %d bytes left", ns, len(r.b))
 	}
@@ -367,14 +398,14 @@ func (d *decoder) decode(p []byte, datapoints uint32, dst *metric.Batch) error {
 		d.samples = make([]metric.Sample, ns)
 	}
 	samples := d.samples[:ns]
-	nl, err := d.readSamples(r, samples)
+	nl, err := d.readSamples(r, p[0], h.time, samples)
 	if err != nil {
 		return err
 	}
 	if nl > cap(d.labels) {
 		// The labels did not fit: now their number is known, and the payload is sound.
 		d.labels = make([]metric.Label, nl)
-		if _, err := d.readSamples(r, samples); err != nil {
+		if _, err := d.readSamples(r, p[0], h.time, samples); err != nil {
 			return err
 		}
 	}
@@ -418,19 +449,29 @@ func (d *decoder) readTable(r *payloadReader) error {
 	return nil
 }
 
-// readSamples decodes the samples section that r holds into samples, their labels into
-// d.labels as far as its capacity goes, and returns how many labels the section holds.
-// When that is more than cap(d.labels), the samples' Labels are not set: the caller grows
-// d.labels and reads the section again. So the labels never move while samples point into
-// them, and are allocated once, at their exact number.
-func (d *decoder) readSamples(r payloadReader, samples []metric.Sample) (int, error) {
+// readSamples decodes the samples section that r holds, of a payload of the given version
+// and a record whose time is base, into samples, their labels into d.labels as far as its
+// capacity goes, and returns how many labels the section holds. When that is more than
+// cap(d.labels), the samples' Labels are not set: the caller grows d.labels and reads the
+// section again. So the labels never move while samples point into them, and are
+// allocated once, at their exact number.
+func (d *decoder) readSamples(r payloadReader, version byte, base int64, samples []metric.Sample) (int, error) {
 	labels := d.labels[:cap(d.labels)]
+	mask := byte(flagMask)
+	if version == payloadVersion1 {
+		mask = flagMaskV1
+	}
 	nl := 0
 	for i := range samples {
 		s := &samples[i]
 		flags := r.byte()
-		if flags&^flagMask != 0 {
-			return 0, payloadError("sample %d: unknown flags %#x", i, flags)
+		if flags&^mask != 0 {
+			return 0, payloadError("sample %d: unknown flags %#x in a version %d payload", i, flags, version)
+		}
+		// Set for every sample, collected ones too: samples is reused from the last record.
+		s.Origin = metric.Origin(flags&originMask) >> originShift
+		if s.Origin > metric.InfluxUint {
+			return 0, payloadError("sample %d: unknown origin %d", i, s.Origin)
 		}
 		if flags&flagSame != 0 {
 			if i == 0 {
@@ -477,6 +518,10 @@ func (d *decoder) readSamples(r payloadReader, samples []metric.Sample) (int, er
 			r.b = r.b[8:]
 		} else if r.err == nil {
 			r.err = errTruncated
+		}
+		s.Time = 0
+		if flags&flagTime != 0 {
+			s.Time = base + r.varint()
 		}
 		if r.err != nil {
 			return 0, payloadError("sample %d of %d: %w", i, len(samples), r.err)

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
 	"runtime"
@@ -51,6 +52,27 @@ func testBatch(i int, t time.Time) *metric.Batch {
 	return b
 }
 
+// relayedBatch returns a batch that mixes picket's own samples with relayed ones of every
+// origin, with times before, at and after t, and far from it either way.
+func relayedBatch(t time.Time) *metric.Batch {
+	base := t.UnixNano()
+	tags := []metric.Label{{Key: "dc", Value: "eu-1"}, {Key: "host", Value: "app7"}}
+	return &metric.Batch{Time: t, Samples: []metric.Sample{
+		{Collector: "cpu", Labels: cpu0, Field: "user", Value: 12.5, Kind: metric.Counter},
+		{Collector: "app.requests", Value: 17, Origin: metric.Graphite, Time: base - 3e9},
+		{Collector: "app.latency", Labels: []metric.Label{{Key: "route", Value: "/api"}}, Value: 0.25, Origin: metric.Graphite, Time: base + 1},
+		{Collector: "http", Labels: tags, Field: "p99", Value: 0.125, Origin: metric.InfluxFloat, Time: base + 1500},
+		{Collector: "http", Labels: tags, Field: "count", Value: 1 << 40, Origin: metric.InfluxInt, Time: base + 1500},
+		{Collector: "http", Labels: tags, Field: "bytes", Value: 1<<53 - 1, Origin: metric.InfluxUint, Time: base + 1500},
+		{Collector: "http", Labels: tags, Field: "errors", Value: -3, Origin: metric.InfluxInt, Time: base},
+		{Collector: "cpu", Labels: cpu0, Field: "system", Value: 2, Kind: metric.Counter},
+		{Collector: "old", Field: "x", Value: math.NaN(), Origin: metric.InfluxFloat, Time: math.MinInt64},
+		{Collector: "new", Field: "x", Value: 1, Origin: metric.InfluxFloat, Time: math.MaxInt64},
+		{Collector: "arrived", Value: 1, Origin: metric.Graphite},
+		{Collector: "self", Field: "own_time", Value: 5, Time: base - 7},
+	}}
+}
+
 // sameBatch reports how a and b differ, or "" if they do not: times by instant, values
 // by bits, nil and empty labels alike.
 func sameBatch(a, b *metric.Batch) string {
@@ -62,7 +84,7 @@ func sameBatch(a, b *metric.Batch) string {
 	}
 	for i := range a.Samples {
 		x, y := &a.Samples[i], &b.Samples[i]
-		if x.Collector != y.Collector || x.Field != y.Field || x.Kind != y.Kind ||
+		if x.Collector != y.Collector || x.Field != y.Field || x.Kind != y.Kind || x.Origin != y.Origin || x.Time != y.Time ||
 			math.Float64bits(x.Value) != math.Float64bits(y.Value) || len(x.Labels) != len(y.Labels) {
 			return "sample " + x.Collector + "." + x.Field + " differs"
 		}
@@ -91,6 +113,9 @@ func TestPayloadRoundTrip(t *testing.T) {
 		{"labels and odd values", testBatch(7, t0)},
 		{"long label", testBatch(299, t0)},
 		{"many samples", many},
+		{"relayed", relayedBatch(t0)},
+		{"relayed before 1970", relayedBatch(time.Unix(-86400, 5))},
+		{"relayed at time zero", relayedBatch(time.Time{})},
 	}
 	for _, v := range oddValues {
 		tests = append(tests, struct {
@@ -104,7 +129,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := e.appendPayload(nil, tt.b)
 			var got metric.Batch
-			if err := d.decode(p, uint32(len(tt.b.Samples)), &got); err != nil {
+			if err := d.decode(p, headerOf(tt.b), &got); err != nil {
 				t.Fatal(err)
 			}
 			got.Time = tt.b.Time
@@ -112,6 +137,42 @@ func TestPayloadRoundTrip(t *testing.T) {
 				t.Fatal(diff)
 			}
 		})
+	}
+}
+
+// headerOf is the record header of b that the decoder needs: its count and time.
+func headerOf(b *metric.Batch) header {
+	return header{datapoints: uint32(len(b.Samples)), time: b.Time.UnixNano()}
+}
+
+// TestPayloadVersion: a batch of picket's own samples is written as version 1, byte for
+// byte as before there was a version 2; a batch with any relayed sample or sample time as
+// version 2. The golden bytes were written by the encoder of 3c8483e.
+func TestPayloadVersion(t *testing.T) {
+	t.Parallel()
+	const golden = "011c046c6f6164056c6f61643103637075013004757365720673797374656d036e657405696661636504657468300872785f62797465730874785f6279746573036f6f6d066367726f7570192f73797374656d2e736c6963652f7373682e73657276696365026c65042b496e66056b696c6c7300026673056d6f756e74037878780a667265655f6279746573046469736b03646576037364610f72656164735f636f6d706c6574656403736462037364630b00000001b81e85eb51b89e3f01020104030400000000000012400505000000000000e83f0306010e080980f882ad16070a06030b02190d1c0f100002110122111101021201261415050316012e1819000316012e1a19020316012e1b1904"
+	var e encoder
+	if got := hex.EncodeToString(e.appendPayload(nil, testBatch(3, time.Unix(1, 0)))); got != golden {
+		t.Errorf("testBatch(3) encodes to\n%s\nwant\n%s", got, golden)
+	}
+	// The whole of a host's tick, by length and checksum.
+	if p := e.appendPayload(nil, hostBatch(0)); len(p) != 22790 || crcOf(p) != 0x359a57ba {
+		t.Errorf("hostBatch(0) encodes to %d bytes, crc %#08x; want 22790, 0x359a57ba", len(p), crcOf(p))
+	}
+	for _, tc := range []struct {
+		name string
+		s    metric.Sample
+		want byte
+	}{
+		{"collected", metric.Sample{Collector: "c", Field: "f", Value: 1}, payloadVersion1},
+		{"relayed", metric.Sample{Collector: "c", Value: 1, Origin: metric.Graphite}, payloadVersion},
+		{"own time", metric.Sample{Collector: "c", Field: "f", Value: 1, Time: 1}, payloadVersion},
+	} {
+		b := testBatch(3, time.Unix(1, 0))
+		b.Samples = append(b.Samples, tc.s)
+		if p := e.appendPayload(nil, b); p[0] != tc.want {
+			t.Errorf("%s: version %d, want %d", tc.name, p[0], tc.want)
+		}
 	}
 }
 
@@ -142,6 +203,8 @@ func TestDecodeMalformed(t *testing.T) {
 	var e encoder
 	good := e.appendPayload(nil, testBatch(3, time.Unix(1, 0)))
 	n := uint32(len(testBatch(3, time.Unix(1, 0)).Samples))
+	// One sample c = 0 with the given flags, in a payload of the given version.
+	one := func(version, flags byte) []byte { return []byte{version, 1, 1, 'c', 1, flags, 0, 0, 0, 0} }
 	tests := []struct {
 		name string
 		p    []byte
@@ -151,7 +214,8 @@ func TestDecodeMalformed(t *testing.T) {
 		{"empty", nil, 0, "empty"},
 		{"truncated", good[:len(good)-1], n, "truncated"},
 		{"trailing byte", append(append([]byte{}, good...), 0), n, "1 bytes after the last sample"},
-		{"garbage", []byte("carbon.agents.host.cpu 1 2\n"), 1, "version 99, want 1"},
+		{"garbage", []byte("carbon.agents.host.cpu 1 2\n"), 1, "version 99, want 1 or 2"},
+		{"version 0", append([]byte{0}, good[1:]...), n, "version 0, want 1 or 2"},
 		{"wrong version", append([]byte{9}, good[1:]...), n, "version 9"},
 		{"count differs from header", good, n + 1, "samples, the record header says"},
 		{"huge string count", []byte{payloadVersion, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0, "4294967295 strings cannot fit in the 0 bytes left"},
@@ -161,7 +225,13 @@ func TestDecodeMalformed(t *testing.T) {
 		{"sample count truncated", []byte{payloadVersion, 0, 0x80}, 0, "sample count: truncated"},
 		{"string index out of range", []byte{payloadVersion, 0, 1, 0, 5, 0, 0, 0}, 1, "sample 0 of 1: string index 5 out of range (0 strings)"},
 		{"first sample same as previous", []byte{payloadVersion, 1, 0, 1, flagSame | flagInt, 0, 0}, 1, "sample 0 continues a previous one"},
-		{"unknown flag", []byte{payloadVersion, 1, 0, 1, 0x80, 0, 0, 0, 0}, 1, "sample 0: unknown flags 0x80"},
+		{"unknown flag", []byte{payloadVersion, 1, 0, 1, 0x80, 0, 0, 0, 0}, 1, "sample 0: unknown flags 0x80 in a version 2 payload"},
+		{"time flag in version 1", append(one(payloadVersion1, flagInt|flagTime), 2), 1, "sample 0: unknown flags 0xa in a version 1 payload"},
+		{"origin in version 1", one(payloadVersion1, flagInt|byte(metric.Graphite)<<originShift), 1, "sample 0: unknown flags 0x12 in a version 1 payload"},
+		{"unknown origin", one(payloadVersion, flagInt|5<<originShift), 1, "sample 0: unknown origin 5"},
+		{"highest origin bits", one(payloadVersion, flagInt|7<<originShift), 1, "sample 0: unknown origin 7"},
+		{"time missing", one(payloadVersion, flagInt|flagTime), 1, "sample 0 of 1: truncated"},
+		{"time varint overflows", append(one(payloadVersion, flagInt|flagTime), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), 1, "sample 0 of 1: varint overflows"},
 		{"huge label count", []byte{payloadVersion, 1, 0, 1, flagInt, 0, 0x7f, 0, 0}, 1, "sample 0: 127 labels cannot fit in the 2 bytes left"},
 		{"float cut short", []byte{payloadVersion, 1, 0, 1, 0, 0, 0, 0, 1, 2, 3}, 1, "sample 0 of 1: truncated"},
 	}
@@ -169,7 +239,7 @@ func TestDecodeMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var d decoder
 			var b metric.Batch
-			err := d.decode(tt.p, tt.n, &b)
+			err := d.decode(tt.p, header{datapoints: tt.n}, &b)
 			if !errors.Is(err, errPayload) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want errPayload saying %q", err, tt.want)
 			}
@@ -303,7 +373,7 @@ func TestDecodeAllocBound(t *testing.T) {
 		var d decoder
 		var b metric.Batch
 		var err error
-		got := allocated(func() { err = d.decode(p, datapoints, &b) })
+		got := allocated(func() { err = d.decode(p, header{datapoints: datapoints}, &b) })
 		if got > allocBound(len(p)) {
 			t.Errorf("%d bytes allocated for %d bytes of payload (%.1f per byte), over the bound %d (err %v)", got, len(p), float64(got)/float64(len(p)), allocBound(len(p)), err)
 		}
@@ -323,6 +393,11 @@ func TestDecodeAllocBound(t *testing.T) {
 		b := hostBatch(0)
 		check(t, e.appendPayload(nil, b), uint32(len(b.Samples)))
 	})
+	t.Run("relayed", func(t *testing.T) {
+		var e encoder
+		b := relayedBatch(time.Unix(1_700_000_000, 0))
+		check(t, e.appendPayload(nil, b), uint32(len(b.Samples)))
+	})
 }
 
 // The crafted payloads decode: they test what a payload that passes every check costs.
@@ -332,7 +407,7 @@ func TestCraftedPayloadsDecode(t *testing.T) {
 		p, datapoints := f(4096)
 		var d decoder
 		var b metric.Batch
-		err := d.decode(p, datapoints, &b)
+		err := d.decode(p, header{datapoints: datapoints}, &b)
 		if name == "samples that are not there" {
 			if err == nil {
 				t.Errorf("%s: decoded", name)
@@ -388,14 +463,19 @@ func TestInterner(t *testing.T) {
 // and what decodes re-encodes to something that decodes the same.
 func FuzzDecodeRecord(f *testing.F) {
 	var e encoder
-	for i := range 5 {
+	for i := range 6 {
 		b := testBatch(i, time.Unix(int64(i), 0))
+		if i == 5 {
+			b = relayedBatch(time.Unix(1_700_000_000, 0))
+		}
 		p := e.appendPayload(make([]byte, headerSize), b)
-		header{length: uint32(len(p) - headerSize), datapoints: uint32(len(b.Samples)), crc: crcOf(p[headerSize:])}.put(p)
+		header{length: uint32(len(p) - headerSize), datapoints: uint32(len(b.Samples)), time: b.Time.UnixNano(), crc: crcOf(p[headerSize:])}.put(p)
 		f.Add(p)
 	}
 	f.Add([]byte{})
-	warmup := e.appendPayload(nil, testBatch(7, time.Unix(7, 0)))
+	// The warm-up record is relayed, so that a decoder reusing its samples must reset
+	// their origins and times.
+	warmup := e.appendPayload(nil, relayedBatch(time.Unix(7, 0)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, ok := parseHeader(data)
 		var payload []byte
@@ -410,7 +490,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		var d decoder
 		var b metric.Batch
 		var err error
-		if a := allocated(func() { err = d.decode(payload, h.datapoints, &b) }); a > allocBound(len(payload)) {
+		if a := allocated(func() { err = d.decode(payload, h, &b) }); a > allocBound(len(payload)) {
 			t.Fatalf("decoder allocated %d bytes for a %d-byte payload", a, len(payload))
 		}
 		if err != nil {
@@ -420,28 +500,30 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		var e encoder
+		// The batch's time, as the iterator sets it: the samples' own are relative to it.
+		b.Time = time.Unix(0, h.time)
 		p := e.appendPayload(nil, &b)
 		var d2 decoder
-		var b2 metric.Batch
-		if err := d2.decode(p, uint32(len(b.Samples)), &b2); err != nil {
+		b2 := metric.Batch{Time: b.Time}
+		if err := d2.decode(p, headerOf(&b), &b2); err != nil {
 			t.Fatalf("re-encoded payload does not decode: %v", err)
 		}
 		if diff := sameBatch(&b, &b2); diff != "" {
 			t.Fatal(diff)
 		}
 		// A warm decoder, which has seen this table or another one, decodes it the same.
-		if err := d.decode(payload, h.datapoints, &b); err != nil {
+		if err := d.decode(payload, h, &b); err != nil {
 			t.Fatalf("second decode: %v", err)
 		}
 		if diff := sameBatch(&b, &b2); diff != "" {
 			t.Fatal("second decode: " + diff)
 		}
 		var d3 decoder
-		var b3 metric.Batch
-		if err := d3.decode(warmup, uint32(len(testBatch(7, time.Unix(7, 0)).Samples)), &b3); err != nil {
+		b3 := metric.Batch{Time: b.Time}
+		if err := d3.decode(warmup, headerOf(relayedBatch(time.Unix(7, 0))), &b3); err != nil {
 			t.Fatal(err)
 		}
-		if err := d3.decode(payload, h.datapoints, &b3); err != nil {
+		if err := d3.decode(payload, h, &b3); err != nil {
 			t.Fatalf("after another record: %v", err)
 		}
 		if diff := sameBatch(&b3, &b2); diff != "" {

@@ -181,7 +181,7 @@ func (it *Iterator) read(id uint64, limit, cutoff int64) (*Record, error) {
 	it.pos = end
 	err = errPayloadCRC
 	if crc32.Checksum(payload, castagnoli) == h.crc {
-		err = it.dec.decode(payload, h.datapoints, &it.rec.Batch)
+		err = it.dec.decode(payload, h, &it.rec.Batch)
 	}
 	if err != nil {
 		if it.charge(p, end, h, reasonCorrupt) {
