@@ -78,9 +78,14 @@ func appendPrefix(dst []byte, p string) []byte {
 	if p == "" {
 		return dst
 	}
+	return append(appendPath(dst, p), '.')
+}
+
+// appendPath appends the dot-separated path p, sanitizing each node and keeping the dots.
+// An empty node, p itself included, becomes "_".
+func appendPath(dst []byte, p string) []byte {
 	if isPath(p) {
-		dst = append(dst, p...)
-		return append(dst, '.')
+		return append(dst, p...)
 	}
 	for {
 		i := strings.IndexByte(p, '.')
@@ -91,8 +96,7 @@ func appendPrefix(dst []byte, p string) []byte {
 		dst = append(dst, '.')
 		p = p[i+1:]
 	}
-	dst = AppendNode(dst, p)
-	return append(dst, '.')
+	return AppendNode(dst, p)
 }
 
 // isPath reports whether p is a valid dotted path already: nodes that need no change,
@@ -178,6 +182,90 @@ func AppendTagged(dst []byte, host string, s *metric.Sample, ts int64) ([]byte, 
 		dst = AppendNode(dst, l.Value)
 	}
 	return appendValueTime(dst, s.Value, ts), true
+}
+
+// AppendRelayed appends a sample that an application sent to picket's relay as one
+// plaintext line to dst. The application named it, so the line carries neither picket's
+// prefix nor the host: prefix is the relay's own (an API key, say, or nothing). ts is in
+// Unix seconds.
+//
+// A Graphite line goes out as it came in, its path and tags written verbatim after the
+// prefix (the relay admitted only what carbon accepts), in the tagged form if it came so:
+//
+//	<prefix>.<path>;<key>=<value>… <value> <ts>\n
+//
+// An Influx field becomes a path of the measurement's dot-separated nodes, then its tags
+// sorted by key, then the field key, each sanitized with AppendNode. A field key "value"
+// is left out, as Telegraf's Graphite serializer does, so a Graphite line that went
+// through InfluxDB comes back under the same name:
+//
+//	<prefix>.<measurement>.<key>.<value>….<field> <value> <ts>\n
+//
+// With tagged, its tags become Graphite tags instead, sorted by key, a tag keyed "name"
+// (which Graphite reserves for the path) as "name_":
+//
+//	<prefix>.<measurement>.<field>;<key>=<value>… <value> <ts>\n
+//
+// A sample of up to 8 tags is written without allocating. NaN and infinite values are
+// refused as in AppendPlain.
+func AppendRelayed(dst []byte, prefix string, tagged bool, s *metric.Sample, ts int64) ([]byte, bool) {
+	if !s.Finite() {
+		return dst, false
+	}
+	dst = appendPrefix(dst, prefix)
+	if s.Origin == metric.Graphite {
+		dst = append(dst, s.Collector...)
+		for i := range s.Labels {
+			l := &s.Labels[i]
+			dst = append(dst, ';')
+			dst = append(dst, l.Key...)
+			dst = append(dst, '=')
+			dst = append(dst, l.Value...)
+		}
+		return appendValueTime(dst, s.Value, ts), true
+	}
+	dst = appendPath(dst, s.Collector)
+	var buf [8]int
+	order := sortLabels(buf[:0], s.Labels)
+	if !tagged {
+		for _, i := range order {
+			l := &s.Labels[i]
+			dst = append(dst, '.')
+			dst = AppendNode(dst, l.Key)
+			dst = append(dst, '.')
+			dst = AppendNode(dst, l.Value)
+		}
+	}
+	if s.Field != "value" {
+		dst = append(dst, '.')
+		dst = AppendNode(dst, s.Field)
+	}
+	if tagged {
+		for _, i := range order {
+			l := &s.Labels[i]
+			dst = append(dst, ';')
+			if l.Key == "name" {
+				dst = append(dst, "name_"...)
+			} else {
+				dst = AppendNode(dst, l.Key)
+			}
+			dst = append(dst, '=')
+			dst = AppendNode(dst, l.Value)
+		}
+	}
+	return appendValueTime(dst, s.Value, ts), true
+}
+
+// sortLabels appends the indexes of labels to order, sorted by key, and leaves labels,
+// which samples share, as they are. Insertion sort: a line has a handful of tags at most.
+func sortLabels(order []int, labels []metric.Label) []int {
+	for i := range labels {
+		order = append(order, i)
+		for j := len(order) - 1; j > 0 && labels[order[j]].Key < labels[order[j-1]].Key; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	return order
 }
 
 // appendValueTime ends a line, plain or tagged alike: " <value> <ts>\n".

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,6 +155,91 @@ func TestAppendTagged(t *testing.T) {
 	}
 }
 
+func TestAppendRelayed(t *testing.T) {
+	t.Parallel()
+	const ts = 1700000000
+	graphite := func(path string, value float64, tags ...metric.Label) metric.Sample {
+		return metric.Sample{Collector: path, Labels: tags, Value: value, Origin: metric.Graphite}
+	}
+	influx := func(o metric.Origin, measurement, field string, value float64, tags ...metric.Label) metric.Sample {
+		return metric.Sample{Collector: measurement, Labels: tags, Field: field, Value: value, Origin: o}
+	}
+	tag := func(k, v string) metric.Label { return metric.Label{Key: k, Value: v} }
+	many := make([]metric.Label, 10)
+	for i := range many {
+		many[i] = tag(fmt.Sprintf("k%d", 9-i), fmt.Sprint(i))
+	}
+	for _, tc := range []struct {
+		name, prefix string
+		tagged       bool
+		s            metric.Sample
+		want         string // "" means dropped
+	}{
+		{"graphite", "", false, graphite("app.web1.requests", 17), "app.web1.requests 17 1700000000\n"},
+		{"graphite with prefix", "0123abcd-key", false, graphite("app.requests", 0.5), "0123abcd-key.app.requests 0.5 1700000000\n"},
+		{"graphite with a multi-node prefix", "key.relayed", false, graphite("app.requests", 1), "key.relayed.app.requests 1 1700000000\n"},
+		{"graphite prefix sanitized", "my key..x", false, graphite("a", 1), "my_key._.x.a 1 1700000000\n"},
+		{"graphite verbatim", "", false, graphite("app:v2.req#1.p-99", 1), "app:v2.req#1.p-99 1 1700000000\n"},
+		{"graphite tags kept whatever the form", "", false, graphite("app.req", 1, tag("dc", "eu:1"), tag("env", "prod")),
+			"app.req;dc=eu:1;env=prod 1 1700000000\n"},
+		{"graphite tags in the tagged form", "p", true, graphite("app.req", 1, tag("dc", "eu")), "p.app.req;dc=eu 1 1700000000\n"},
+		{"graphite plain in the tagged form", "", true, graphite("app.req", 1), "app.req 1 1700000000\n"},
+		{"influx", "", false, influx(metric.InfluxFloat, "http", "p99", 0.125), "http.p99 0.125 1700000000\n"},
+		{"influx tags sorted", "", false, influx(metric.InfluxInt, "http", "count", 1<<40, tag("route", "api"), tag("dc", "eu")),
+			"http.dc.eu.route.api.count 1099511627776 1700000000\n"},
+		{"influx field named value", "", false, influx(metric.InfluxFloat, "app.load", "value", 3, tag("host", "web1")),
+			"app.load.host.web1 3 1700000000\n"},
+		{"influx dotted measurement", "", false, influx(metric.InfluxUint, "app..db.", "ops", 7), "app._.db._.ops 7 1700000000\n"},
+		{"influx ugly names", "key", false, influx(metric.InfluxFloat, "my meas,x", "f=1", 1, tag("mount", "/var/lib"), tag("k ä", "a;b=c")),
+			"key.my_meas_x.k__.a_b_c.mount._var_lib.f_1 1 1700000000\n"},
+		{"influx empty names", "", false, influx(metric.InfluxFloat, "", "", 1, tag("", "")), "_._._._ 1 1700000000\n"},
+		{"influx tagged", "p", true, influx(metric.InfluxFloat, "http", "p99", 0.125, tag("route", "/api"), tag("dc", "eu")),
+			"p.http.p99;dc=eu;route=_api 0.125 1700000000\n"},
+		{"influx tagged field named value", "", true, influx(metric.InfluxFloat, "app.load", "value", 3, tag("host", "web1")),
+			"app.load;host=web1 3 1700000000\n"},
+		{"influx tagged name tag", "", true, influx(metric.InfluxInt, "m", "f", -2, tag("name", "x"), tag("a", "b")),
+			"m.f;a=b;name_=x -2 1700000000\n"},
+		{"influx tagged ugly names", "", true, influx(metric.InfluxFloat, "a b.c", "d.e", 1, tag("k=1", "v;2"), tag("", "")),
+			"a_b.c.d_e;_=_;k_1=v_2 1 1700000000\n"},
+		{"influx more than 8 tags", "", false, influx(metric.InfluxFloat, "m", "f", 1, many...),
+			"m.k0.9.k1.8.k2.7.k3.6.k4.5.k5.4.k6.3.k7.2.k8.1.k9.0.f 1 1700000000\n"},
+		{"NaN dropped", "p", false, graphite("a", math.NaN()), ""},
+		{"+Inf dropped", "p", true, influx(metric.InfluxFloat, "m", "f", math.Inf(1)), ""},
+		{"-Inf dropped", "p", false, influx(metric.InfluxFloat, "m", "f", math.Inf(-1)), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			labels := slices.Clone(tc.s.Labels)
+			got, ok := AppendRelayed([]byte("before\n"), tc.prefix, tc.tagged, &tc.s, ts)
+			if ok != (tc.want != "") {
+				t.Fatalf("ok = %v, want %v", ok, tc.want != "")
+			}
+			if want := "before\n" + tc.want; string(got) != want {
+				t.Errorf("got  %q\nwant %q", got, want)
+			}
+			if !slices.Equal(tc.s.Labels, labels) {
+				t.Errorf("labels changed to %v", tc.s.Labels)
+			}
+		})
+	}
+}
+
+// relayedSamples returns MixedBatch as the relay would hand it over with origin o: a
+// Graphite line named as AppendPlain names the sample after the host, or a field of
+// Influx line protocol with the sample's names.
+func relayedSamples(o metric.Origin) []metric.Sample {
+	samples := metrictest.MixedBatch()
+	for i := range samples {
+		s := &samples[i]
+		if o == metric.Graphite {
+			line, _ := AppendPlain(nil, "", "app", s, 0)
+			s.Collector, s.Labels, s.Field = string(line[len("app."):bytes.IndexByte(line, ' ')]), nil, ""
+		}
+		s.Origin = o
+	}
+	return samples
+}
+
 func TestZeroAllocs(t *testing.T) {
 	// Not parallel: AllocsPerBatch counts the whole process's allocations.
 	for _, tc := range []struct {
@@ -171,6 +257,26 @@ func TestZeroAllocs(t *testing.T) {
 	} {
 		if allocs := metrictest.AllocsPerBatch(tc.fn); allocs != 0 {
 			t.Errorf("%s: %v allocations per batch, want 0", tc.name, allocs)
+		}
+	}
+	eight := []metric.Label{{Key: "h", Value: "8"}, {Key: "g", Value: "7"}, {Key: "f", Value: "6"}, {Key: "e", Value: "5"},
+		{Key: "d", Value: "4"}, {Key: "c", Value: "3"}, {Key: "b", Value: "2"}, {Key: "a", Value: "1"}}
+	for _, o := range []metric.Origin{metric.Graphite, metric.InfluxFloat} {
+		samples := relayedSamples(o)
+		if o == metric.InfluxFloat {
+			samples = append(samples, metric.Sample{Collector: "m", Labels: eight, Field: "f", Value: 1, Origin: o})
+		}
+		for _, tagged := range []bool{false, true} {
+			buf := make([]byte, 0, 1<<20)
+			allocs := testing.AllocsPerRun(10, func() {
+				buf = buf[:0]
+				for i := range samples {
+					buf, _ = AppendRelayed(buf, "0123abcd", tagged, &samples[i], 1700000000)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("relayed, origin %d, tagged %v: %v allocations per batch, want 0", o, tagged, allocs)
+			}
 		}
 	}
 }
