@@ -35,7 +35,11 @@ type Options struct {
 	// Tagged selects the tagged plaintext form.
 	Tagged       bool
 	Prefix, Host string
-	Spool        *spool.Spool
+	// RelayPrefix goes before the name of every sample that came through the relay, in
+	// place of Prefix and Host: the application named it (see AppendRelayed). A Hosted
+	// Graphite user sets their API key here.
+	RelayPrefix string
+	Spool       *spool.Spool
 	// Splay delays each live tick's send by this much after its tick time, so hosts that
 	// tick at the same instant do not all send in the same millisecond.
 	Splay time.Duration
@@ -280,15 +284,25 @@ func (e *Exporter) dial(ctx context.Context, ep *endpoint) (net.Conn, net.Conn, 
 }
 
 // encode appends a batch's lines to dst and returns them with the number of datapoints.
+// A sample is stamped with its own time if it has one (relayed samples do), else with the
+// batch's, in whole seconds, rounded down as time.Time.Unix does before 1970 too.
 func (e *Exporter) encode(dst []byte, b *metric.Batch) ([]byte, uint64) {
-	ts := b.Time.Unix()
+	batchTS := b.Time.Unix()
 	var n uint64
 	for i := range b.Samples {
+		s := &b.Samples[i]
+		ts := batchTS
+		if s.Time != 0 {
+			ts = time.Unix(0, s.Time).Unix()
+		}
 		var ok bool
-		if e.o.Tagged {
-			dst, ok = AppendTagged(dst, e.o.Host, &b.Samples[i], ts)
-		} else {
-			dst, ok = AppendPlain(dst, e.o.Prefix, e.o.Host, &b.Samples[i], ts)
+		switch {
+		case s.Origin.Relayed():
+			dst, ok = AppendRelayed(dst, e.o.RelayPrefix, e.o.Tagged, s, ts)
+		case e.o.Tagged:
+			dst, ok = AppendTagged(dst, e.o.Host, s, ts)
+		default:
+			dst, ok = AppendPlain(dst, e.o.Prefix, e.o.Host, s, ts)
 		}
 		if ok {
 			n++

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -192,6 +194,57 @@ func TestDeliversAndCommits(t *testing.T) {
 	}
 	if got := e.acked.Load(); got != 1000 {
 		t.Errorf("acked %d, want 1000", got)
+	}
+}
+
+// TestDeliversRelayed: relayed samples arrive under the relay's prefix, each at its own
+// time, in whole seconds rounded down; picket's own samples of the same batch at its time.
+func TestDeliversRelayed(t *testing.T) {
+	sink := newLineSink(t, true)
+	sp := openSpool(t, t.TempDir())
+	e, err := New(Options{
+		Logger: slog.New(slog.DiscardHandler), Name: "graphite", Endpoints: []string{sink.l.Addr().String()},
+		Prefix: "hosts", Host: "h", RelayPrefix: "key", Spool: sp,
+		DialTimeout: time.Second, WriteTimeout: time.Second, AckTimeout: 3 * time.Second,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	b := &metric.Batch{Time: t0, Samples: []metric.Sample{
+		{Collector: "load", Field: "load1", Value: 0.5},
+		{Collector: "app.requests", Value: 17, Origin: metric.Graphite, Time: t0.Add(-20 * time.Second).UnixNano()},
+		{Collector: "app.requests", Value: 18, Origin: metric.Graphite, Time: t0.Add(-10*time.Second + 999*time.Millisecond).UnixNano()},
+		{Collector: "app.req", Labels: []metric.Label{{Key: "dc", Value: "eu"}}, Value: 3, Origin: metric.Graphite, Time: t0.UnixNano()},
+		{Collector: "http", Labels: []metric.Label{{Key: "route", Value: "/api"}}, Field: "count", Value: 1 << 40, Origin: metric.InfluxInt, Time: t0.Add(1500 * time.Millisecond).UnixNano()},
+		{Collector: "old", Field: "value", Value: 1, Origin: metric.InfluxFloat, Time: time.Unix(-2, 500).UnixNano()},
+		{Collector: "late", Value: 2, Origin: metric.Graphite, Time: t0.Add(time.Hour).UnixNano()},
+		{Collector: "nan", Value: math.NaN(), Origin: metric.Graphite, Time: t0.UnixNano()},
+	}}
+	if err := sp.Append(b); err != nil {
+		t.Fatal(err)
+	}
+	stop := run(e)
+	waitFor(t, "7 points", func() bool { return sink.count() == 7 })
+	waitFor(t, "the cursor at the end", func() bool { return e.cursor.Position() == sp.End() })
+	stop()
+	want := map[string]string{
+		"hosts.h.load.load1 1700000000":        "0.5",
+		"key.app.requests 1699999980":          "17",
+		"key.app.requests 1699999990":          "18",
+		"key.app.req;dc=eu 1700000000":         "3",
+		"key.http.route._api.count 1700000001": "1099511627776",
+		"key.old -2":                           "1",
+		"key.late 1700003600":                  "2",
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if !maps.Equal(sink.points, want) {
+		t.Errorf("received %v\nwant %v", sink.points, want)
+	}
+	if got := e.nonFinite.Load(); got != 1 {
+		t.Errorf("%d non-finite counted, want 1", got)
 	}
 }
 
