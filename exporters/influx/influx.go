@@ -1,7 +1,9 @@
 // Package influx encodes samples as InfluxDB line protocol, one point per sample:
 // measurement <collector>, tags host and the sample's labels, one float field <field>, and
 // the tick's timestamp (in nanoseconds unless told otherwise), and sends the spool to
-// InfluxDB over HTTP (see Exporter). InfluxDB and VictoriaMetrics both accept it.
+// InfluxDB over HTTP (see Exporter). InfluxDB and VictoriaMetrics both accept it. A sample
+// that an application sent to picket's relay goes out as the application named it, with
+// no host tag, its field typed as it came (float, integer or unsigned) and at its own time.
 package influx
 
 import (
@@ -51,22 +53,31 @@ type Encoder struct {
 //	<collector>,host=<host>,<key>=<value>… <field>=<value> <unix-time in Precision>
 //
 // Tags are sorted by key, as line protocol requires; the Named flag of a label plays no
-// part. The value is always a float in line protocol (no 'i' suffix); integral values
-// print without a decimal point, negative zero as 0.
+// part. The value of picket's own sample is always a float in line protocol (no 'i'
+// suffix); integral values print without a decimal point, negative zero as 0. ts is the
+// batch's time: a sample with a Time of its own is written at that instead.
+//
+// A relayed sample (s.Origin.Relayed) is written as its application named it, without
+// host, so that it lands where the application's own writes to InfluxDB would:
+//
+//	<collector>,<key>=<value>… <field>=<value> <unix-time in Precision>
+//
+// Its labels are the line's tags, and may include one keyed "host". A Graphite line's
+// field is "value". An Influx field keeps its type: InfluxInt is written as an integer
+// ("42i"), InfluxUint as an unsigned one ("42u"), InfluxFloat as a float.
 //
 // A NaN or infinite value returns dst unchanged and ErrNonFinite. A sample that line
 // protocol cannot represent (an empty name, key or tag value, invalid UTF-8, a control
-// character, a trailing backslash, two tags with the same key, a label keyed "host", a
-// measurement starting with '#', a zero or out-of-range timestamp) returns dst unchanged
-// and an error naming the sample. dst never receives part of a line.
+// character, a trailing backslash, two tags with the same key, a label keyed "host" on a
+// sample of picket's own, a measurement starting with '#', a zero or out-of-range
+// timestamp, an integer field whose value is not an integer of its type) returns dst
+// unchanged and an error naming the sample. dst never receives part of a line.
 func (e *Encoder) Append(dst []byte, host string, s *metric.Sample, ts time.Time) ([]byte, error) {
-	v := s.Value
-	if v == 0 {
-		v = 0 // negative zero: print "0", as the Graphite encoders do
-	}
-	fv, ok := lineprotocol.FloatValue(v)
-	if !ok {
+	if !s.Finite() {
 		return dst, ErrNonFinite
+	}
+	if s.Time != 0 {
+		ts = time.Unix(0, s.Time)
 	}
 	if ts.IsZero() {
 		// lineprotocol would leave the timestamp out and let the server stamp the point
@@ -77,11 +88,48 @@ func (e *Encoder) Append(dst []byte, host string, s *metric.Sample, ts time.Time
 		// lineprotocol encodes it, but a line starting with '#' is read back as a comment.
 		return dst, sampleError(s, fmt.Errorf("invalid measurement %q: starts with '#'", s.Collector))
 	}
+	fv, err := sampleValue(s)
+	if err != nil {
+		return dst, sampleError(s, err)
+	}
 	e.order = sortLabels(e.order[:0], s.Labels)
 	if plainSample(host, s, e.order, ts) {
-		return e.appendPlain(dst, host, s, v, ts), nil
+		return e.appendPlain(dst, host, s, fv, ts), nil
 	}
 	return e.appendChecked(dst, host, s, fv, ts)
+}
+
+// sampleValue returns s's finite value as the type its line protocol field has: a float
+// (negative zero as 0, printed "0" as the Graphite encoders do), or for a relayed integer
+// field the integer, which must be one of its type.
+func sampleValue(s *metric.Sample) (lineprotocol.Value, error) {
+	v := s.Value
+	switch s.Origin {
+	case metric.InfluxInt:
+		if v != math.Trunc(v) || v < -(1<<63) || v >= 1<<63 {
+			return lineprotocol.Value{}, fmt.Errorf("integer field value %v is not a 64-bit integer", v)
+		}
+		return lineprotocol.IntValue(int64(v)), nil
+	case metric.InfluxUint:
+		if v != math.Trunc(v) || v < 0 || v >= 1<<64 {
+			return lineprotocol.Value{}, fmt.Errorf("unsigned field value %v is not a 64-bit unsigned integer", v)
+		}
+		return lineprotocol.UintValue(uint64(v)), nil
+	}
+	if v == 0 {
+		v = 0 // negative zero
+	}
+	fv, _ := lineprotocol.FloatValue(v) // finite: Append checked
+	return fv, nil
+}
+
+// sampleFieldKey returns the key of s's field: a Graphite line has none, and its value is
+// "value", as Telegraf and InfluxDB's own Graphite listener name it.
+func sampleFieldKey(s *metric.Sample) string {
+	if s.Origin == metric.Graphite {
+		return "value"
+	}
+	return s.Field
 }
 
 // appendChecked is Append through lineprotocol.Encoder, which escapes what needs it and
@@ -93,7 +141,7 @@ func (e *Encoder) appendChecked(dst []byte, host string, s *metric.Sample, fv li
 	e.lp.SetBuffer(dst)
 	e.lp.SetPrecision(e.Precision)
 	e.lp.StartLine(s.Collector)
-	hostDone := false
+	hostDone := s.Origin.Relayed() // a relayed sample has no host tag
 	for _, i := range e.order {
 		l := &s.Labels[i]
 		if !hostDone && l.Key >= "host" {
@@ -105,7 +153,7 @@ func (e *Encoder) appendChecked(dst []byte, host string, s *metric.Sample, fv li
 	if !hostDone {
 		e.lp.AddTag("host", host)
 	}
-	e.lp.AddField(s.Field, fv)
+	e.lp.AddField(sampleFieldKey(s), fv)
 	e.lp.EndLine(ts)
 	out, err := e.lp.Bytes(), e.lp.Err()
 	e.lp.SetBuffer(nil) // let go of the caller's buffer
@@ -149,10 +197,11 @@ var (
 // the rest. The Graphite-style names collectors produce (eth0.100, /var/lib/docker) are
 // plain.
 func plainSample(host string, s *metric.Sample, order []int, ts time.Time) bool {
-	if !isPlain(s.Collector) || !isPlain(s.Field) || !isPlain(host) || ts.Before(minTime) || ts.After(maxTime) {
+	relayed := s.Origin.Relayed()
+	if !isPlain(s.Collector) || !isPlain(sampleFieldKey(s)) || !relayed && !isPlain(host) || ts.Before(minTime) || ts.After(maxTime) {
 		return false
 	}
-	prev, hostDone := "", false
+	prev, hostDone := "", relayed
 	for _, i := range order {
 		l := &s.Labels[i]
 		if !hostDone && l.Key >= "host" {
@@ -167,12 +216,12 @@ func plainSample(host string, s *metric.Sample, order []int, ts time.Time) bool 
 }
 
 // appendPlain writes what lineprotocol would for a sample that plainSample accepts,
-// except that the value is spelled by metric.AppendValue, as in the Graphite encoders: an
-// integral value as an integer ("16777216000", not lineprotocol's "1.6777216e+10"), which
-// reads back as the same float and is faster to format.
-func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, v float64, ts time.Time) []byte {
+// except that a float value is spelled by metric.AppendValue, as in the Graphite encoders:
+// an integral value as an integer ("16777216000", not lineprotocol's "1.6777216e+10"),
+// which reads back as the same float and is faster to format.
+func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, fv lineprotocol.Value, ts time.Time) []byte {
 	dst = append(dst, s.Collector...)
-	hostDone := false
+	hostDone := s.Origin.Relayed()
 	for _, i := range e.order {
 		l := &s.Labels[i]
 		if !hostDone && l.Key >= "host" {
@@ -190,9 +239,18 @@ func (e *Encoder) appendPlain(dst []byte, host string, s *metric.Sample, v float
 		dst = append(dst, host...)
 	}
 	dst = append(dst, ' ')
-	dst = append(dst, s.Field...)
+	dst = append(dst, sampleFieldKey(s)...)
 	dst = append(dst, '=')
-	dst = metric.AppendValue(dst, v)
+	switch fv.Kind() {
+	case lineprotocol.Int:
+		dst = strconv.AppendInt(dst, fv.IntV(), 10)
+		dst = append(dst, 'i')
+	case lineprotocol.Uint:
+		dst = strconv.AppendUint(dst, fv.UintV(), 10)
+		dst = append(dst, 'u')
+	default:
+		dst = metric.AppendValue(dst, fv.FloatV())
+	}
 	dst = append(dst, ' ')
 	if n := ts.UnixNano(); n != e.stampNanos || e.Precision != e.stampPrec || len(e.stamp) == 0 {
 		// As lineprotocol does it: truncated towards zero.

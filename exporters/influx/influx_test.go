@@ -66,21 +66,106 @@ func TestAppend(t *testing.T) {
 	}
 }
 
+func TestAppendRelayed(t *testing.T) {
+	t.Parallel()
+	at := func(d time.Duration) int64 { return tick.Add(d).UnixNano() }
+	influx := func(o metric.Origin, measurement, field string, v float64, labels ...metric.Label) metric.Sample {
+		return metric.Sample{Collector: measurement, Labels: labels, Field: field, Value: v, Origin: o, Time: at(-1500 * time.Millisecond)}
+	}
+	api := []metric.Label{{Key: "route", Value: "/api"}, {Key: "dc", Value: "eu"}}
+	for _, tc := range []struct {
+		name string
+		s    metric.Sample
+		want string
+	}{
+		{"float", influx(metric.InfluxFloat, "http", "p99", 0.125, api...),
+			"http,dc=eu,route=/api p99=0.125 1699999998500000000\n"},
+		{"integral float stays a float", influx(metric.InfluxFloat, "http", "n", 42), "http n=42 1699999998500000000\n"},
+		{"float negative zero", influx(metric.InfluxFloat, "m", "f", math.Copysign(0, -1)), "m f=0 1699999998500000000\n"},
+		{"int", influx(metric.InfluxInt, "http", "count", 7, api...),
+			"http,dc=eu,route=/api count=7i 1699999998500000000\n"},
+		{"int beyond 2^31", influx(metric.InfluxInt, "m", "f", 1<<40+1), "m f=1099511627777i 1699999998500000000\n"},
+		{"int 2^53", influx(metric.InfluxInt, "m", "f", 1<<53), "m f=9007199254740992i 1699999998500000000\n"},
+		{"negative int", influx(metric.InfluxInt, "m", "f", -(1 << 33)), "m f=-8589934592i 1699999998500000000\n"},
+		{"int negative zero", influx(metric.InfluxInt, "m", "f", math.Copysign(0, -1)), "m f=0i 1699999998500000000\n"},
+		{"uint", influx(metric.InfluxUint, "m", "f", 42), "m f=42u 1699999998500000000\n"},
+		{"uint beyond 2^32", influx(metric.InfluxUint, "m", "f", 1<<52), "m f=4503599627370496u 1699999998500000000\n"},
+		{"host tag allowed", influx(metric.InfluxFloat, "cpu", "user", 1.5, metric.Label{Key: "host", Value: "app7"}, metric.Label{Key: "cpu", Value: "0"}),
+			"cpu,cpu=0,host=app7 user=1.5 1699999998500000000\n"},
+		{"escapes", influx(metric.InfluxInt, "my meas,x", "f x", 5, metric.Label{Key: "k=1", Value: "a b,c=d"}),
+			`my\ meas\,x,k\=1=a\ b\,c\=d f\ x=5i 1699999998500000000` + "\n"},
+		{"escapes uint", influx(metric.InfluxUint, "m", "f", 5, metric.Label{Key: "k", Value: "a b"}), `m,k=a\ b f=5u 1699999998500000000` + "\n"},
+		{"escapes float", influx(metric.InfluxFloat, "m m", "f", 16777216000), `m\ m f=1.6777216e+10 1699999998500000000` + "\n"},
+		{"graphite", metric.Sample{Collector: "app.web1.requests", Value: 17, Origin: metric.Graphite, Time: at(-10 * time.Second)},
+			"app.web1.requests value=17 1699999990000000000\n"},
+		{"graphite tags", metric.Sample{Collector: "app.req", Labels: []metric.Label{{Key: "host", Value: "web1"}, {Key: "dc", Value: "eu"}}, Value: 0.5, Origin: metric.Graphite, Time: at(time.Nanosecond)},
+			"app.req,dc=eu,host=web1 value=0.5 1700000000000000001\n"},
+		{"graphite at the batch's time", metric.Sample{Collector: "app.req", Value: 1, Origin: metric.Graphite},
+			"app.req value=1 1700000000000000000\n"},
+		{"collected with its own time", metric.Sample{Collector: "c", Field: "f", Value: 1, Time: at(time.Millisecond)},
+			"c,host=h f=1 1700000000001000000\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var e Encoder
+			labels := slices.Clone(tc.s.Labels)
+			got, err := e.Append([]byte("before\n"), "h", &tc.s, tick)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "before\n" + tc.want; string(got) != want {
+				t.Errorf("got  %q\nwant %q", got, want)
+			}
+			if !slices.Equal(tc.s.Labels, labels) {
+				t.Errorf("labels changed to %v", tc.s.Labels)
+			}
+			// lineprotocol alone writes the same point.
+			p, err := decodeOne(got[len("before\n"):])
+			if err != nil {
+				t.Fatal(err)
+			}
+			fv, err := sampleValue(&tc.s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts := tick
+			if tc.s.Time != 0 {
+				ts = time.Unix(0, tc.s.Time)
+			}
+			checked, err := e.appendChecked(nil, "h", &tc.s, fv, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q, err := decodeOne(checked); err != nil || !q.equal(p) {
+				t.Errorf("lineprotocol alone wrote %q (%v)", checked, err)
+			}
+		})
+	}
+}
+
 func TestAppendTimes(t *testing.T) {
 	t.Parallel()
-	// One encoder across different times: the cached timestamp text must follow.
+	// One encoder across different times: the cached timestamp text must follow, and a
+	// sample's own time must not be taken for the batch's, nor the other way round.
 	var e Encoder
 	s := metric.Sample{Collector: "c", Field: "f", Value: 1}
+	r := metric.Sample{Collector: "r", Field: "f", Value: 1, Origin: metric.InfluxFloat, Time: 1700000000_500000000}
 	var got []byte
-	for _, ts := range []time.Time{time.Unix(0, 0), tick, tick, time.Unix(-1, 0), time.Unix(0, 0)} {
+	for _, x := range []struct {
+		s  *metric.Sample
+		ts time.Time
+	}{{&s, time.Unix(0, 0)}, {&s, tick}, {&r, tick}, {&s, tick}, {&r, tick}, {&r, time.Unix(1, 0)}, {&s, time.Unix(-1, 0)}, {&s, time.Unix(0, 0)}} {
 		var err error
-		if got, err = e.Append(got, "h", &s, ts); err != nil {
+		if got, err = e.Append(got, "h", x.s, x.ts); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want := "c,host=h f=1 0\n" +
 		"c,host=h f=1 1700000000000000000\n" +
+		"r f=1 1700000000500000000\n" +
 		"c,host=h f=1 1700000000000000000\n" +
+		"r f=1 1700000000500000000\n" +
+		"r f=1 1700000000500000000\n" +
 		"c,host=h f=1 -1000000000\n" +
 		"c,host=h f=1 0\n"
 	if string(got) != want {
@@ -141,6 +226,15 @@ func TestAppendRejects(t *testing.T) {
 		change(&s)
 		return s
 	}
+	relayed := func(o metric.Origin, v float64) metric.Sample {
+		return metric.Sample{Collector: "c", Field: "f", Value: v, Origin: o, Time: 1}
+	}
+	withRelayed := func(change func(s *metric.Sample)) metric.Sample {
+		return with(func(s *metric.Sample) {
+			s.Origin, s.Time = metric.InfluxFloat, 1
+			change(s)
+		})
+	}
 	for _, tc := range []struct {
 		name string
 		host string
@@ -164,6 +258,17 @@ func TestAppendRejects(t *testing.T) {
 		{"label keyed host", "h", with(func(s *metric.Sample) { s.Labels[0].Key = "host" }), tick, `out of order`},
 		{"zero time", "h", ok, time.Time{}, "zero timestamp"},
 		{"time out of range", "h", ok, time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), "out of range"},
+		{"relayed NaN", "h", relayed(metric.InfluxInt, math.NaN()), tick, ""},
+		{"relayed +Inf", "h", relayed(metric.InfluxUint, math.Inf(1)), tick, ""},
+		{"int not integral", "h", relayed(metric.InfluxInt, 1.5), tick, "integer field value 1.5 is not a 64-bit integer"},
+		{"int 2^63", "h", relayed(metric.InfluxInt, 1<<63), tick, "is not a 64-bit integer"},
+		{"uint negative", "h", relayed(metric.InfluxUint, -1), tick, "unsigned field value -1 is not a 64-bit unsigned integer"},
+		{"uint not integral", "h", relayed(metric.InfluxUint, 0.5), tick, "is not a 64-bit unsigned integer"},
+		{"uint 2^64", "h", relayed(metric.InfluxUint, 1<<64), tick, "is not a 64-bit unsigned integer"},
+		{"relayed duplicate key", "h", withRelayed(func(s *metric.Sample) { s.Labels = append(s.Labels, s.Labels[0]) }), tick, `out of order`},
+		{"relayed empty tag value", "h", withRelayed(func(s *metric.Sample) { s.Labels[0].Value = "" }), tick, `invalid tag value k=""`},
+		{"relayed comment", "h", withRelayed(func(s *metric.Sample) { s.Collector = "#c" }), tick, `starts with '#'`},
+		{"relayed empty field", "h", withRelayed(func(s *metric.Sample) { s.Field = "" }), tick, `invalid field key ""`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -194,16 +299,23 @@ func TestAppendRejects(t *testing.T) {
 
 func TestZeroAllocs(t *testing.T) {
 	// Not parallel: AllocsPerBatch counts the whole process's allocations.
-	var e Encoder
-	allocs := metrictest.AllocsPerBatch(func(dst []byte, s *metric.Sample) []byte {
-		dst, err := e.Append(dst, "web1", s, tick)
-		if err != nil {
-			t.Fatal(err)
+	for _, o := range []metric.Origin{metric.Collected, metric.Graphite, metric.InfluxFloat, metric.InfluxInt, metric.InfluxUint} {
+		var e Encoder
+		allocs := metrictest.AllocsPerBatch(func(dst []byte, s *metric.Sample) []byte {
+			r := *s
+			r.Origin = o
+			if o.Relayed() {
+				r.Value, r.Time = math.Trunc(s.Value), 1700000000_250000000
+			}
+			dst, err := e.Append(dst, "web1", &r, tick)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return dst
+		})
+		if allocs != 0 {
+			t.Errorf("origin %d: %v allocations per batch, want 0", o, allocs)
 		}
-		return dst
-	})
-	if allocs != 0 {
-		t.Errorf("%v allocations per batch, want 0", allocs)
 	}
 }
 
@@ -226,9 +338,13 @@ type point struct {
 }
 
 func (p point) equal(q point) bool {
-	return p.measurement == q.measurement && slices.Equal(p.tags, q.tags) && p.field == q.field &&
-		p.value.Kind() == q.value.Kind() && math.Float64bits(p.value.FloatV()) == math.Float64bits(q.value.FloatV()) &&
-		p.time.Equal(q.time)
+	same := p.value.Kind() == q.value.Kind()
+	if same && p.value.Kind() == lineprotocol.Float {
+		same = math.Float64bits(p.value.FloatV()) == math.Float64bits(q.value.FloatV())
+	} else if same {
+		same = p.value.Equal(q.value)
+	}
+	return same && p.measurement == q.measurement && slices.Equal(p.tags, q.tags) && p.field == q.field && p.time.Equal(q.time)
 }
 
 // decodeOne decodes b, which must hold exactly one point on exactly one line.
@@ -274,28 +390,56 @@ func decodeOne(b []byte) (point, error) {
 }
 
 func FuzzInflux(f *testing.F) {
-	f.Add("cpu", "web1", "cpu", "0", "", "", "user", 1234.5, int64(1700000000000000000))
-	f.Add("net", "web 1", "iface", "eth0.100", "z", `a\b`, "rx_bytes", 1e300, int64(-1))
-	f.Add("#c", "h", "k", "v", "k", "v", "f", math.NaN(), int64(0))
-	f.Add(` c\ `, "h=", "host", "v", ",", "=", `f\`, math.Copysign(0, -1), int64(math.MaxInt64))
-	f.Add("c", "日本", "k\n", "\xff", "k2", "v", "f", 5e-324, int64(math.MinInt64))
-	f.Fuzz(func(t *testing.T, collector, host, k1, v1, k2, v2, field string, value float64, nanos int64) {
-		s := &metric.Sample{Collector: collector, Field: field, Value: value}
+	f.Add("cpu", "web1", "cpu", "0", "", "", "user", 1234.5, int64(1700000000000000000), uint8(metric.Collected))
+	f.Add("net", "web 1", "iface", "eth0.100", "z", `a\b`, "rx_bytes", 1e300, int64(-1), uint8(metric.Collected))
+	f.Add("#c", "h", "k", "v", "k", "v", "f", math.NaN(), int64(0), uint8(metric.Collected))
+	f.Add(` c\ `, "h=", "host", "v", ",", "=", `f\`, math.Copysign(0, -1), int64(math.MaxInt64), uint8(metric.Collected))
+	f.Add("c", "日本", "k\n", "\xff", "k2", "v", "f", 5e-324, int64(math.MinInt64), uint8(metric.Collected))
+	f.Add("app.requests", "h", "dc", "eu", "host", "web1", "", 17.0, int64(1700000000123456789), uint8(metric.Graphite))
+	f.Add("http", "h", "route", "/api", "host", "a b", "p99", 0.125, int64(1), uint8(metric.InfluxFloat))
+	f.Add("http", "h", "k", "v", "", "", "count", float64(1<<40), int64(0), uint8(metric.InfluxInt))
+	f.Add("http", "h", "k", "v", "k", "v", "count", -1.5, int64(-1), uint8(metric.InfluxInt))
+	f.Add("m m", "h", "k=", "v,", "", "", "bytes", float64(1<<63), int64(5), uint8(metric.InfluxUint))
+	f.Fuzz(func(t *testing.T, collector, host, k1, v1, k2, v2, field string, value float64, nanos int64, o uint8) {
+		origin := metric.Origin(o % 5)
+		s := &metric.Sample{Collector: collector, Field: field, Value: value, Origin: origin}
 		// An empty key drops that label, so samples with zero, one and two labels are all tried.
 		for _, l := range []metric.Label{{Key: k1, Value: v1}, {Key: k2, Value: v2}} {
 			if l.Key != "" {
 				s.Labels = append(s.Labels, l)
 			}
 		}
+		// A relayed sample carries its own time (0: the batch's); picket's own have the
+		// batch's.
 		ts := time.Unix(0, nanos)
-		want := [][2]string{{"host", host}}
+		wantTime := ts
+		if origin.Relayed() {
+			s.Time, ts = nanos, tick
+			if nanos == 0 {
+				wantTime = tick
+			}
+		}
+		var want [][2]string
+		if !origin.Relayed() {
+			want = append(want, [2]string{"host", host})
+		}
 		for _, l := range s.Labels {
 			want = append(want, [2]string{l.Key, l.Value})
 		}
 		sort.Slice(want, func(i, j int) bool { return want[i][0] < want[j][0] })
-		valid := encodable(collector) && !strings.HasPrefix(collector, "#") && encodable(field)
+		wantField := field
+		if origin == metric.Graphite {
+			wantField = "value"
+		}
+		valid := encodable(collector) && !strings.HasPrefix(collector, "#") && encodable(wantField)
 		for i, kv := range want {
 			valid = valid && encodable(kv[0]) && encodable(kv[1]) && (i == 0 || want[i-1][0] != kv[0])
+		}
+		switch origin {
+		case metric.InfluxInt:
+			valid = valid && value == math.Trunc(value) && value >= -(1<<63) && value < 1<<63
+		case metric.InfluxUint:
+			valid = valid && value == math.Trunc(value) && value >= 0 && value < 1<<64
 		}
 
 		var e Encoder
@@ -330,8 +474,11 @@ func FuzzInflux(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoding %q: %v", line, err)
 		}
-		fv, _ := lineprotocol.FloatValue(value)
-		checked, err := e.appendChecked(nil, host, s, fv, ts)
+		fv, err := sampleValue(s)
+		if err != nil {
+			t.Fatalf("Append wrote %q, but the value is refused: %v", line, err)
+		}
+		checked, err := e.appendChecked(nil, host, s, fv, wantTime)
 		if err != nil {
 			t.Fatalf("lineprotocol alone refused what Append wrote as %q: %v", line, err)
 		}
@@ -344,14 +491,25 @@ func FuzzInflux(f *testing.F) {
 		if fmt.Sprintf("%q", p.tags) != fmt.Sprintf("%q", want) {
 			t.Errorf("tags %q, want %q", p.tags, want)
 		}
-		if p.field != field {
-			t.Errorf("field %q, want %q", p.field, field)
+		if p.field != wantField {
+			t.Errorf("field %q, want %q", p.field, wantField)
 		}
-		if p.value.Kind() != lineprotocol.Float || math.Float64bits(p.value.FloatV()) != math.Float64bits(value) {
-			t.Errorf("value %v (%v), want float %v", p.value, p.value.Kind(), value)
+		switch k := p.value.Kind(); origin {
+		case metric.InfluxInt:
+			if k != lineprotocol.Int || p.value.IntV() != int64(value) {
+				t.Errorf("value %v (%v), want integer %v", p.value, k, value)
+			}
+		case metric.InfluxUint:
+			if k != lineprotocol.Uint || p.value.UintV() != uint64(value) {
+				t.Errorf("value %v (%v), want unsigned %v", p.value, k, value)
+			}
+		default:
+			if k != lineprotocol.Float || math.Float64bits(p.value.FloatV()) != math.Float64bits(value) {
+				t.Errorf("value %v (%v), want float %v", p.value, k, value)
+			}
 		}
-		if !p.time.Equal(ts) {
-			t.Errorf("time %v, want %v", p.time.UnixNano(), nanos)
+		if !p.time.Equal(wantTime) {
+			t.Errorf("time %v, want %v", p.time.UnixNano(), wantTime.UnixNano())
 		}
 	})
 }
